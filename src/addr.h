@@ -1,0 +1,39 @@
+/* Socket addresses: parsing of listen addresses and formatting of peers. */
+#ifndef ECHOD_ADDR_H
+#define ECHOD_ADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* Enough for "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255%ifname]:65535". */
+#define ADDR_STRLEN 80
+
+struct addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+/* Parses one listen value: "HOST:PORT", "[V6]:PORT" or "*:PORT". HOST must
+ * be a numeric IPv4 or IPv6 address (no name resolution at config time).
+ * "*" stands for every address of both families and yields two addresses,
+ * 0.0.0.0 and [::]. Fills out[0..] (room for 2) and returns the count, or
+ * -EINVAL with a short reason in *why (a static string). */
+int addr_parse_listen(const char *s, struct addr out[2], const char **why);
+
+/* "192.0.2.1:7" or "[2001:db8::1]:7". An IPv4-mapped IPv6 address is
+ * shown as IPv4. Returns 0 or -errno. */
+int addr_format(const struct sockaddr *sa, char *buf, size_t len);
+
+/* The host part alone ("192.0.2.1", "2001:db8::1"; mapped shown as IPv4)
+ * and the port. Returns 0 or -errno. */
+int addr_host_port(const struct sockaddr *sa, char *host, size_t len, unsigned *port);
+
+/* Same family, address and port. */
+bool addr_equal(const struct addr *a, const struct addr *b);
+
+/* Rewrites an IPv4-mapped IPv6 address (::ffff:a.b.c.d) as AF_INET in place;
+ * anything else is left alone. */
+void addr_unmap(struct addr *a);
+
+#endif

@@ -1,0 +1,59 @@
+/* The configuration: /etc/echod.conf, then PATH.d/ *.conf in lexical order.
+ * The only module that includes ini.h. */
+#ifndef ECHOD_CONFIG_H
+#define ECHOD_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "access.h"
+#include "addr.h"
+#include "log.h"
+
+struct config {
+	/* [server] */
+	struct addr *listen; /* "*:7" already expanded to two entries */
+	size_t n_listen;
+	unsigned backlog;
+	char *user; /* NULL: do not change user */
+	uid_t uid; /* resolved from user when user != NULL */
+	gid_t gid;
+	uint64_t drain_timeout_usec;
+	/* [limits] */
+	unsigned max_connections;
+	unsigned max_connections_per_source; /* 0 = no per-source limit */
+	uint64_t idle_timeout_usec; /* 0 = never */
+	/* [access] */
+	struct access_rules access;
+	/* [log] */
+	int log_level; /* LOG_DEBUG .. LOG_ERR from syslog.h */
+	bool log_connections;
+	enum log_target log_target;
+};
+
+/* Room for "path:line: message". */
+#define CONFIG_ERR_MAX 512
+
+/* Fills *c with the built-in defaults (listen 0.0.0.0:7 and [::]:7,
+ * backlog 511, no user, drain_timeout 30s, max_connections 1024,
+ * max_connections_per_source 64, idle_timeout 5min, no access rules,
+ * level info, connections yes, target auto). Returns 0 or -ENOMEM. */
+int config_defaults(struct config *c);
+
+/* Loads path, then every path.d/ *.conf in lexical order, into a fresh *c
+ * (defaults first). A missing path.d/ is fine; a missing path is an error.
+ * On failure *c holds nothing to free, err holds "file:line: message" (or
+ * "file: message" where no line applies) and the return is -EINVAL (bad
+ * content) or -errno (could not read). Checks everything that can be known
+ * without binding: values, address syntax, that user exists. */
+int config_load(const char *path, struct config *c, char *err, size_t errlen);
+
+void config_free(struct config *c);
+
+/* Writes the effective configuration as a config file that config_load
+ * reads back to the same values. */
+void config_dump(const struct config *c, FILE *f);
+
+#endif

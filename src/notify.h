@@ -1,0 +1,29 @@
+/* Talking to the service manager: readiness, status, watchdog and the
+ * sockets it passes. One of the two modules that include systemd headers.
+ * Without NOTIFY_SOCKET every call is a no-op returning 0. */
+#ifndef ECHOD_NOTIFY_H
+#define ECHOD_NOTIFY_H
+
+#include <stdint.h>
+
+int notify_ready(void);
+/* RELOADING=1 with MONOTONIC_USEC=now, as systemd >= 253 requires. */
+int notify_reloading(void);
+int notify_stopping(void);
+int notify_extend_timeout(uint64_t usec);
+int notify_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int notify_watchdog(void);
+
+/* The watchdog interval asked for by WATCHDOG_USEC (for this pid), or 0. */
+uint64_t notify_watchdog_usec(void);
+
+/* Forgets the manager in a worker: unsets NOTIFY_SOCKET, WATCHDOG_USEC and
+ * WATCHDOG_PID so that only the master ever talks to systemd. */
+void notify_forget(void);
+
+/* Sockets passed by socket activation: returns how many (0 when none), the
+ * first being fd 3. Unsets LISTEN_* so a re-exec or a child does not take
+ * them again. */
+int notify_listen_fds(void);
+
+#endif
