@@ -18,13 +18,13 @@ struct config {
 	size_t n_listen;
 	unsigned backlog;
 	char *user; /* NULL: do not change user */
-	uid_t uid; /* resolved from user when user != NULL */
+	uid_t uid;  /* resolved from user when user != NULL */
 	gid_t gid;
 	uint64_t drain_timeout_usec;
 	/* [limits] */
 	unsigned max_connections;
 	unsigned max_connections_per_source; /* 0 = no per-source limit */
-	uint64_t idle_timeout_usec; /* 0 = never */
+	uint64_t idle_timeout_usec;	     /* 0 = never */
 	/* [access] */
 	struct access_rules access;
 	/* [log] */
