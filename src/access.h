@@ -8,9 +8,9 @@
 #include <sys/socket.h>
 
 struct cidr {
-	int family; /* AF_INET or AF_INET6 */
+	int family;	  /* AF_INET or AF_INET6 */
 	uint8_t addr[16]; /* network order; only the first 4 bytes for AF_INET */
-	unsigned prefix; /* 0..32 or 0..128 */
+	unsigned prefix;  /* 0..32 or 0..128 */
 };
 
 struct access_rules {
@@ -22,7 +22,7 @@ struct access_rules {
 
 enum access_verdict {
 	ACCESS_OK = 0,
-	ACCESS_DENIED, /* matched a deny rule */
+	ACCESS_DENIED,	    /* matched a deny rule */
 	ACCESS_NOT_ALLOWED, /* allow rules exist and none matched */
 };
 

@@ -12,7 +12,7 @@
 
 struct child {
 	pid_t pid;
-	struct addr peer; /* IPv4-mapped addresses already unmapped */
+	struct addr peer;    /* IPv4-mapped addresses already unmapped */
 	uint64_t start_usec; /* CLOCK_MONOTONIC */
 };
 
@@ -20,11 +20,11 @@ struct children_source; /* per-source count, private */
 
 struct children {
 	struct child *slots; /* open addressing by pid; pid 0 = empty */
-	size_t cap; /* power of two */
+	size_t cap;	     /* power of two */
 	size_t n;
 	struct children_source *src; /* open addressing by source address */
 	size_t src_cap;
-	size_t src_n; /* live entries */
+	size_t src_n;	 /* live entries */
 	size_t src_used; /* live plus tombstones */
 };
 
