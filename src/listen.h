@@ -12,7 +12,7 @@
 struct config;
 
 struct listener {
-	int fd; /* non-blocking, close-on-exec */
+	int fd;		  /* non-blocking, close-on-exec */
 	struct addr addr; /* the address bound (or getsockname of a passed socket) */
 };
 
@@ -34,8 +34,8 @@ int listen_open(const struct config *cfg, struct listen_set *out, char *err, siz
  * listen_commit) and binding the new ones. On failure everything newly bound
  * is closed, *old is untouched and err names the address. A socket-activated
  * set is copied as it is. */
-int listen_reconcile(const struct listen_set *old, const struct config *cfg,
-		     struct listen_set *out, char *err, size_t errlen);
+int listen_reconcile(const struct listen_set *old, const struct config *cfg, struct listen_set *out,
+		     char *err, size_t errlen);
 
 /* After a successful reconcile: closes the sockets of *old that *new no longer
  * has and frees *old. */

@@ -21,16 +21,16 @@ struct log_kv {
 };
 
 /* MESSAGE_IDs of lifecycle events; listed in the man page and the catalog. */
-#define LOG_ID_STARTED	       "8a1e5e2b4f6c4c0e9d3f7a21c6b04e11"
-#define LOG_ID_STOPPING	       "3c7d9b1a0e5f4d2c8b6a4e19f7d23c52"
-#define LOG_ID_STOPPED	       "5e2f8a7c1d3b4e6f9a0c2b48d1e67f93"
-#define LOG_ID_RELOADED	       "b94d2e6a7c814f0e93a5d6c2e1f07a34"
-#define LOG_ID_RELOAD_FAILED   "e7a3c5d1b2f84096a8d4c3e2f1b05a75"
-#define LOG_ID_WORKER_KILLED   "4d6b8f2a9c1e4a7b8e3d5f60a2c19b86"
-#define LOG_ID_CONN_REJECTED   "9f1c3e5a7b2d4c6e8a0b1d3f5e7c9a97"
-#define LOG_ID_CONN_CLOSED     "2a4c6e8f0b1d4e3a9c5b7d1f3e5a7ca8"
-#define LOG_ID_STATS	       "6c8e0a2b4d6f4a1c9e3b5d7f9a1c3eb9"
-#define LOG_ID_RESOURCE	       "71b3d5f7a9c24e6b8d0f2a4c6e8b0dca"
+#define LOG_ID_STARTED	     "8a1e5e2b4f6c4c0e9d3f7a21c6b04e11"
+#define LOG_ID_STOPPING	     "3c7d9b1a0e5f4d2c8b6a4e19f7d23c52"
+#define LOG_ID_STOPPED	     "5e2f8a7c1d3b4e6f9a0c2b48d1e67f93"
+#define LOG_ID_RELOADED	     "b94d2e6a7c814f0e93a5d6c2e1f07a34"
+#define LOG_ID_RELOAD_FAILED "e7a3c5d1b2f84096a8d4c3e2f1b05a75"
+#define LOG_ID_WORKER_KILLED "4d6b8f2a9c1e4a7b8e3d5f60a2c19b86"
+#define LOG_ID_CONN_REJECTED "9f1c3e5a7b2d4c6e8a0b1d3f5e7c9a97"
+#define LOG_ID_CONN_CLOSED   "2a4c6e8f0b1d4e3a9c5b7d1f3e5a7ca8"
+#define LOG_ID_STATS	     "6c8e0a2b4d6f4a1c9e3b5d7f9a1c3eb9"
+#define LOG_ID_RESOURCE	     "71b3d5f7a9c24e6b8d0f2a4c6e8b0dca"
 
 /* Chooses the sink and the threshold (LOG_ERR .. LOG_DEBUG). Safe to call
  * again on reload. */
@@ -65,7 +65,7 @@ struct ratelimit {
 	uint64_t interval_usec;
 	unsigned burst;
 	uint64_t begin_usec;
-	unsigned count; /* events in this interval */
+	unsigned count;	     /* events in this interval */
 	unsigned suppressed; /* events dropped since the last one let through */
 };
 

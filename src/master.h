@@ -4,11 +4,14 @@
 #ifndef ECHOD_MASTER_H
 #define ECHOD_MASTER_H
 
+#include <stdbool.h>
+
 #include "config.h"
 #include "listen.h"
 
 struct master_opts {
 	const char *config_path;
+	bool debug; /* -d: log level debug whatever the config says, across reloads */
 };
 
 /* Blocks the signals the loop handles; call before any fd is created, so

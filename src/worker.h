@@ -10,14 +10,14 @@
 
 enum worker_end {
 	WORKER_EOF = 0, /* the client closed its side and got everything back */
-	WORKER_IDLE, /* no byte moved for idle_timeout */
-	WORKER_RESET, /* the client reset the connection or vanished */
+	WORKER_IDLE,	/* no byte moved for idle_timeout */
+	WORKER_RESET,	/* the client reset the connection or vanished */
 	WORKER_DRAINED, /* told to stop (SIGTERM) by a draining master */
-	WORKER_ERROR, /* a local failure */
+	WORKER_ERROR,	/* a local failure */
 };
 
 struct worker_stats {
-	uint64_t bytes_in; /* read from the client */
+	uint64_t bytes_in;  /* read from the client */
 	uint64_t bytes_out; /* written back */
 	enum worker_end end;
 	int error; /* -errno behind WORKER_ERROR / WORKER_RESET, else 0 */

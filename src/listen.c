@@ -1,0 +1,226 @@
+/* Listening sockets. The reload path is a transaction: everything the new
+ * config needs is in place before anything of the old set is closed. */
+#include "listen.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "notify.h"
+
+/* First fd that systemd passes, as sd_listen_fds(3) documents. */
+#define LISTEN_FDS_START 3
+
+static int listen_bind(const struct addr *a, unsigned backlog)
+{
+	int one = 1, fd, r;
+
+	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return err_last();
+	/* A restart must not wait for TIME_WAIT of the previous instance. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		goto fail;
+	/* [::] serves IPv6 only, so that 0.0.0.0 can be listed beside it. */
+	if (a->ss.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
+		goto fail;
+	if (listen(fd, (int)backlog) < 0)
+		goto fail;
+	return fd;
+fail:
+	r = err_last();
+	close(fd);
+	return r;
+}
+
+static int listen_push(struct listen_set *s, int fd, const struct addr *a)
+{
+	struct listener *v = realloc(s->v, (s->n + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	s->v = v;
+	v[s->n].fd = fd;
+	v[s->n].addr = *a;
+	s->n++;
+	return 0;
+}
+
+static int listen_take_passed(int n, struct listen_set *out, char *err, size_t errlen)
+{
+	for (int fd = LISTEN_FDS_START; fd < LISTEN_FDS_START + n; fd++) {
+		struct addr a = {.len = sizeof(a.ss)};
+		int type = 0, acc = 0, r;
+		socklen_t tl = sizeof(type), al = sizeof(acc);
+
+		if (getsockname(fd, (struct sockaddr *)&a.ss, &a.len) < 0 ||
+		    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+		    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) < 0 ||
+		    type != SOCK_STREAM || !acc ||
+		    (a.ss.ss_family != AF_INET && a.ss.ss_family != AF_INET6)) {
+			snprintf(err, errlen, "passed descriptor %d is not a listening TCP socket",
+				 fd);
+			return -EINVAL;
+		}
+		if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ||
+		    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+			r = err_last();
+			snprintf(err, errlen, "passed descriptor %d: %s", fd, strerror(-r));
+			return r;
+		}
+		r = listen_push(out, fd, &a);
+		if (r < 0)
+			return r;
+	}
+	out->activated = true;
+	return 0;
+}
+
+/* Binds every address of cfg not found in old (NULL at start), reusing the
+ * sockets of old for the others. */
+static int listen_build(const struct listen_set *old, const struct config *cfg,
+			struct listen_set *out, char *err, size_t errlen)
+{
+	size_t skipped = 0;
+	int r, fd;
+
+	for (size_t i = 0; i < cfg->n_listen; i++) {
+		const struct addr *a = &cfg->listen[i];
+		char name[ADDR_STRLEN];
+		bool reused = false;
+
+		for (size_t j = 0; old && j < old->n && !reused; j++) {
+			if (!addr_equal(&old->v[j].addr, a))
+				continue;
+			/* listen() on a listening socket only updates the backlog. */
+			if (listen(old->v[j].fd, (int)cfg->backlog) < 0)
+				log_warning("cannot change the backlog: %s", strerror(errno));
+			r = listen_push(out, old->v[j].fd, a);
+			if (r < 0)
+				goto fail;
+			reused = true;
+		}
+		if (reused)
+			continue;
+		addr_format((const struct sockaddr *)&a->ss, name, sizeof(name));
+		fd = listen_bind(a, cfg->backlog);
+		if (fd == -EAFNOSUPPORT) {
+			log_warning("skipping %s: the kernel lacks this address family", name);
+			skipped++;
+			continue;
+		}
+		if (fd < 0) {
+			r = fd;
+			snprintf(err, errlen, "cannot listen on %s: %s", name, strerror(-r));
+			goto fail;
+		}
+		r = listen_push(out, fd, a);
+		if (r < 0) {
+			close(fd);
+			goto fail;
+		}
+		log_info("listening on %s", name);
+	}
+	if (out->n == 0) {
+		snprintf(err, errlen, "no address could be bound (%zu skipped)", skipped);
+		r = -EAFNOSUPPORT;
+		goto fail;
+	}
+	return 0;
+fail:
+	if (err[0] == '\0')
+		snprintf(err, errlen, "%s", strerror(-r));
+	listen_abort(out, old);
+	return r;
+}
+
+int listen_open(const struct config *cfg, struct listen_set *out, char *err, size_t errlen)
+{
+	int n = notify_listen_fds();
+
+	*out = (struct listen_set){0};
+	err[0] = '\0';
+	if (n < 0) {
+		snprintf(err, errlen, "cannot take passed sockets: %s", strerror(-n));
+		return n;
+	}
+	if (n > 0) {
+		int r = listen_take_passed(n, out, err, errlen);
+		if (r < 0)
+			listen_close(out);
+		else
+			log_notice("serving %d socket(s) passed by systemd; listen in the config "
+				   "is ignored",
+				   n);
+		return r;
+	}
+	return listen_build(NULL, cfg, out, err, errlen);
+}
+
+int listen_reconcile(const struct listen_set *old, const struct config *cfg, struct listen_set *out,
+		     char *err, size_t errlen)
+{
+	*out = (struct listen_set){0};
+	err[0] = '\0';
+	if (old->activated) {
+		log_notice("sockets were passed by systemd; listen in the config is ignored");
+		out->v = malloc(old->n * sizeof(*out->v));
+		if (!out->v)
+			return -ENOMEM;
+		memcpy(out->v, old->v, old->n * sizeof(*out->v));
+		out->n = old->n;
+		out->activated = true;
+		return 0;
+	}
+	return listen_build(old, cfg, out, err, errlen);
+}
+
+static bool listen_has_fd(const struct listen_set *s, int fd)
+{
+	for (size_t i = 0; s && i < s->n; i++)
+		if (s->v[i].fd == fd)
+			return true;
+	return false;
+}
+
+void listen_commit(struct listen_set *old, const struct listen_set *new)
+{
+	for (size_t i = 0; i < old->n; i++) {
+		if (listen_has_fd(new, old->v[i].fd))
+			continue;
+		char name[ADDR_STRLEN];
+		addr_format((const struct sockaddr *)&old->v[i].addr.ss, name, sizeof(name));
+		log_info("stopped listening on %s", name);
+		close(old->v[i].fd);
+	}
+	free(old->v);
+	*old = (struct listen_set){0};
+}
+
+void listen_abort(struct listen_set *new, const struct listen_set *old)
+{
+	for (size_t i = 0; i < new->n; i++)
+		if (!listen_has_fd(old, new->v[i].fd))
+			close(new->v[i].fd);
+	free(new->v);
+	*new = (struct listen_set){0};
+}
+
+void listen_close(struct listen_set *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		close(s->v[i].fd);
+	free(s->v);
+	*s = (struct listen_set){0};
+}

@@ -1,0 +1,218 @@
+/* Logging to the journal or to stderr. Entries are built on the stack and
+ * written with one call, so concurrent workers never interleave lines and a
+ * full disk or a missing journal cannot make an allocation fail here. */
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_MSG_MAX    1024
+#define LOG_FIELDS_MAX 16
+#define LOG_LINE_MAX   2048
+
+static struct {
+	int level;
+	bool journal;
+	bool stderr_to_journal; /* stderr is a journal stream: prefix <N> */
+} log_state = {.level = LOG_INFO};
+
+static const char *const log_level_names[] = {
+    [LOG_ERR] = "err",	 [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+    [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+};
+
+int log_level_parse(const char *s)
+{
+	for (int i = LOG_ERR; i <= LOG_DEBUG; i++)
+		if (log_level_names[i] && strcasecmp(s, log_level_names[i]) == 0)
+			return i;
+	/* syslog's long spellings, as admins type them from habit */
+	if (strcasecmp(s, "error") == 0)
+		return LOG_ERR;
+	if (strcasecmp(s, "warn") == 0)
+		return LOG_WARNING;
+	return -EINVAL;
+}
+
+const char *log_level_name(int level)
+{
+	if (level < LOG_EMERG)
+		return "?";
+	if (level <= LOG_ERR)
+		return "err";
+	if (level > LOG_DEBUG)
+		return "debug";
+	return log_level_names[level];
+}
+
+/* systemd sets JOURNAL_STREAM to "DEV:INODE" of the stream it connected to
+ * stderr; a match means our stderr really goes to journald (and was not
+ * redirected by a shell in between). */
+static bool log_stderr_is_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+		return false;
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void log_setup(enum log_target target, int level)
+{
+	int saved = errno;
+	bool stream = log_stderr_is_journal();
+
+	log_state.level = level;
+	log_state.journal = target == LOG_TARGET_JOURNAL || (target == LOG_TARGET_AUTO && stream);
+	log_state.stderr_to_journal = stream;
+	errno = saved;
+}
+
+int log_to_journal(void)
+{
+	return log_state.journal;
+}
+
+int log_enabled(int prio)
+{
+	return prio <= log_state.level;
+}
+
+static void log_journal(int prio, const char *msgid, const struct log_kv *kv, size_t n,
+			const char *msg)
+{
+	struct iovec iov[LOG_FIELDS_MAX + 4];
+	char buf[LOG_LINE_MAX + LOG_MSG_MAX];
+	size_t used = 0, k = 0;
+
+	/* Each iovec must hold a whole FIELD=value, so fields are formatted
+	 * one after another into one buffer. */
+#define LOG_ADD(...)                                                                               \
+	do {                                                                                       \
+		int len_ = snprintf(buf + used, sizeof(buf) - used, __VA_ARGS__);                  \
+		if (len_ < 0 || (size_t)len_ >= sizeof(buf) - used)                                \
+			break;                                                                     \
+		iov[k].iov_base = buf + used;                                                      \
+		iov[k].iov_len = (size_t)len_;                                                     \
+		used += (size_t)len_ + 1;                                                          \
+		k++;                                                                               \
+	} while (0)
+
+	LOG_ADD("MESSAGE=%s", msg);
+	LOG_ADD("PRIORITY=%d", prio);
+	LOG_ADD("SYSLOG_IDENTIFIER=echod");
+	if (msgid)
+		LOG_ADD("MESSAGE_ID=%s", msgid);
+	for (size_t i = 0; i < n && i < LOG_FIELDS_MAX; i++)
+		LOG_ADD("%s=%s", kv[i].key, kv[i].val);
+#undef LOG_ADD
+	sd_journal_sendv(iov, (int)k);
+}
+
+/* Appends s to the line, quoted when it holds spaces, quotes or nothing,
+ * with control characters escaped so that bytes from the network or a
+ * config file can never forge a second line. */
+static size_t log_append_value(char *line, size_t used, size_t cap, const char *s, bool quote)
+{
+	bool need = quote && (*s == '\0' || strpbrk(s, " \"=\\") != NULL);
+
+	if (need && used < cap)
+		line[used++] = '"';
+	for (; *s && used + 5 < cap; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c < 0x20 || c == 0x7f)
+			used += (size_t)snprintf(line + used, cap - used, "\\x%02x", c);
+		else if (need && (c == '"' || c == '\\')) {
+			line[used++] = '\\';
+			line[used++] = (char)c;
+		} else
+			line[used++] = (char)c;
+	}
+	if (need && used < cap)
+		line[used++] = '"';
+	return used;
+}
+
+static void log_stderr(int prio, const struct log_kv *kv, size_t n, const char *msg)
+{
+	char line[LOG_LINE_MAX];
+	size_t used;
+
+	if (log_state.stderr_to_journal) {
+		/* journald reads the priority from a <N> prefix and stamps the time */
+		used = (size_t)snprintf(line, sizeof(line), "<%d>", prio);
+	} else {
+		struct timespec ts;
+		struct tm tm;
+		char when[32];
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+		used = (size_t)snprintf(line, sizeof(line), "%s.%03ldZ echod[%ld] %s: ", when,
+					ts.tv_nsec / 1000000, (long)getpid(), log_level_name(prio));
+	}
+	used = log_append_value(line, used, sizeof(line) - 1, msg, false);
+	for (size_t i = 0; i < n; i++) {
+		if (used + 2 >= sizeof(line) - 1)
+			break;
+		line[used++] = ' ';
+		for (const char *k = kv[i].key; *k && used + 2 < sizeof(line) - 1; k++)
+			line[used++] = (char)(*k >= 'A' && *k <= 'Z' ? *k - 'A' + 'a' : *k);
+		line[used++] = '=';
+		used = log_append_value(line, used, sizeof(line) - 1, kv[i].val, true);
+	}
+	line[used++] = '\n';
+	/* One write: concurrent workers sharing stderr never interleave a line. */
+	ssize_t r = write(STDERR_FILENO, line, used);
+	(void)r; /* a failed log write has nowhere left to be reported */
+}
+
+void log_struct(int prio, const char *msgid, const struct log_kv *kv, size_t n, const char *fmt,
+		...)
+{
+	int saved = errno;
+	char msg[LOG_MSG_MAX];
+	va_list ap;
+
+	if (!log_enabled(prio))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (log_state.journal)
+		log_journal(prio, msgid, kv, n, msg);
+	else
+		log_stderr(prio, kv, n, msg);
+	errno = saved;
+}
+
+int ratelimit_pass(struct ratelimit *rl, uint64_t now_usec, unsigned *suppressed)
+{
+	if (rl->begin_usec == 0 || now_usec - rl->begin_usec >= rl->interval_usec) {
+		rl->begin_usec = now_usec;
+		rl->count = 0;
+	}
+	if (rl->count >= rl->burst) {
+		rl->suppressed++;
+		return 0;
+	}
+	rl->count++;
+	*suppressed = rl->suppressed;
+	rl->suppressed = 0;
+	return 1;
+}

@@ -1,0 +1,142 @@
+/* echod: options, start-up and exit codes. Everything else lives in the
+ * modules; this is the only place besides worker_run that exits. */
+#include <getopt.h>
+#include <grp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "config.h"
+#include "err.h"
+#include "listen.h"
+#include "log.h"
+#include "master.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: echod [OPTIONS]\n"
+		"TCP echo service (RFC 862): a master that forks one worker per connection.\n"
+		"\n"
+		"  -c, --config PATH   configuration file (default %s);\n"
+		"                      drop-ins are read from PATH.d/*.conf\n"
+		"  -t, --check-config  check the configuration and exit (0 ok, 78 errors)\n"
+		"      --dump-config   print the effective configuration and exit\n"
+		"  -d, --debug         log at debug level whatever the configuration says\n"
+		"  -V, --version       print the version and exit\n"
+		"  -h, --help          print this help and exit\n"
+		"\n"
+		"Signals: HUP reloads, TERM/INT drain and stop, QUIT stops at once,\n"
+		"USR1 logs statistics. See echod(8).\n",
+		ECHOD_CONFIG_PATH);
+}
+
+/* Drops root for the configured user once every socket is bound. */
+static int main_drop_privileges(const struct config *cfg)
+{
+	if (!cfg->user)
+		return 0;
+	if (geteuid() != 0) {
+		if (geteuid() != cfg->uid)
+			log_notice("not started as root: keeping uid %ld, not switching to %s",
+				   (long)geteuid(), cfg->user);
+		return 0;
+	}
+	if (initgroups(cfg->user, cfg->gid) < 0 || setgid(cfg->gid) < 0 || setuid(cfg->uid) < 0)
+		return err_last();
+	/* Paranoia that costs nothing: root must be gone for good. */
+	if (cfg->uid != 0 && setuid(0) == 0)
+		return -EPERM;
+	log_info("running as user %s", cfg->user);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	enum { OPT_DUMP = 256 };
+	static const struct option longopts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"check-config", no_argument, NULL, 't'},
+	    {"dump-config", no_argument, NULL, OPT_DUMP},
+	    {"debug", no_argument, NULL, 'd'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	struct master_opts o = {.config_path = ECHOD_CONFIG_PATH};
+	bool check = false, dump = false;
+	char err[CONFIG_ERR_MAX];
+	struct config cfg;
+	struct listen_set ls;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "c:tdVh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o.config_path = optarg;
+			break;
+		case 't':
+			check = true;
+			break;
+		case OPT_DUMP:
+			dump = true;
+			break;
+		case 'd':
+			o.debug = true;
+			break;
+		case 'V':
+			printf("echod %s\n", ECHOD_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "echod: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+
+	/* Before any descriptor exists, so that no signal is lost or acted on
+	 * by default while starting. */
+	r = master_block_signals();
+	if (r < 0) {
+		fprintf(stderr, "echod: cannot block signals: %s\n", strerror(-r));
+		return EXIT_OSERR;
+	}
+
+	r = config_load(o.config_path, &cfg, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "%s\n", err);
+		return EXIT_CONFIG;
+	}
+	if (check || dump) {
+		if (dump)
+			config_dump(&cfg, stdout);
+		config_free(&cfg);
+		return fflush(stdout) == 0 ? 0 : EXIT_OSERR;
+	}
+
+	log_setup(cfg.log_target, o.debug ? LOG_DEBUG : cfg.log_level);
+	r = listen_open(&cfg, &ls, err, sizeof(err));
+	if (r < 0) {
+		log_err("%s", err);
+		config_free(&cfg);
+		return EXIT_OSERR;
+	}
+	r = main_drop_privileges(&cfg);
+	if (r < 0) {
+		log_err("cannot switch to user %s: %s", cfg.user, strerror(-r));
+		listen_close(&ls);
+		config_free(&cfg);
+		return EXIT_OSERR;
+	}
+	return master_run(&o, &cfg, &ls);
+}

@@ -1,0 +1,177 @@
+/* Accepting connections: admission rules checked before fork, then one
+ * forked worker per admitted connection. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "access.h"
+#include "clock.h"
+#include "master-int.h"
+
+static const char *const master_reject_names[MASTER_REJECT_N] = {
+    [MASTER_REJECT_MAX_CONN] = "max_connections",
+    [MASTER_REJECT_PER_SOURCE] = "max_connections_per_source",
+    [MASTER_REJECT_DENIED] = "denied",
+    [MASTER_REJECT_NOT_ALLOWED] = "not_allowed",
+    [MASTER_REJECT_FORK] = "fork_failed",
+};
+
+const char *master_reject_name(enum master_reject r)
+{
+	return r < MASTER_REJECT_N ? master_reject_names[r] : "?";
+}
+
+int master_pfd_reserve(struct master *m, size_t n)
+{
+	if (n <= m->pfd_cap)
+		return 0;
+	struct pollfd *p = realloc(m->pfd, n * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	m->pfd = p;
+	m->pfd_cap = n;
+	return 0;
+}
+
+void master_kill_one(const struct child *c, void *sig)
+{
+	kill(c->pid, *(int *)sig);
+}
+
+static enum master_reject master_admit(const struct master *m, const struct addr *peer)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&peer->ss;
+
+	switch (access_check(&m->cfg.access, sa)) {
+	case ACCESS_DENIED:
+		return MASTER_REJECT_DENIED;
+	case ACCESS_NOT_ALLOWED:
+		return MASTER_REJECT_NOT_ALLOWED;
+	case ACCESS_OK:
+		break;
+	}
+	if (children_count(&m->kids) >= m->cfg.max_connections)
+		return MASTER_REJECT_MAX_CONN;
+	if (m->cfg.max_connections_per_source &&
+	    children_source_count(&m->kids, sa) >= m->cfg.max_connections_per_source)
+		return MASTER_REJECT_PER_SOURCE;
+	return MASTER_ADMIT;
+}
+
+/* A refusal closes at once and is counted; the log sees at most a burst per
+ * interval, plus a count of what it missed, so a flood cannot flood it. */
+static void master_refuse(struct master *m, int fd, const struct addr *peer,
+			  const struct listener *l, enum master_reject why)
+{
+	unsigned suppressed = 0, port = 0, lport = 0;
+
+	close(fd);
+	m->rejected[why]++;
+	m->status_dirty = true;
+	if (!log_enabled(LOG_NOTICE) || !ratelimit_pass(&m->rl_reject, clock_usec(), &suppressed))
+		return;
+
+	char host[ADDR_STRLEN], lhost[ADDR_STRLEN], sport[8], slport[8], ssup[16];
+	addr_host_port((const struct sockaddr *)&peer->ss, host, sizeof(host), &port);
+	addr_host_port((const struct sockaddr *)&l->addr.ss, lhost, sizeof(lhost), &lport);
+	snprintf(sport, sizeof(sport), "%u", port);
+	snprintf(slport, sizeof(slport), "%u", lport);
+	snprintf(ssup, sizeof(ssup), "%u", suppressed);
+	const struct log_kv kv[] = {
+	    {"REMOTE_ADDR", host},  {"REMOTE_PORT", sport},
+	    {"LOCAL_PORT", slport}, {"REJECT_REASON", master_reject_name(why)},
+	    {"SUPPRESSED", ssup},
+	};
+	log_struct(LOG_NOTICE, LOG_ID_CONN_REJECTED, kv, suppressed ? 5 : 4,
+		   "refused connection from %s port %u: %s%s", host, port, master_reject_name(why),
+		   suppressed ? " (earlier refusals not logged, see SUPPRESSED)" : "");
+}
+
+/* Resource exhaustion (descriptors, kernel memory, tasks): logged at most a
+ * few times per interval, and accepting pauses briefly so that a condition
+ * which a retry cannot fix does not turn the loop into a spin. */
+static void master_exhausted(struct master *m, const char *what, int err)
+{
+	unsigned suppressed = 0;
+
+	m->pause_until = clock_usec() + MASTER_PAUSE_USEC;
+	if (ratelimit_pass(&m->rl_resource, clock_usec(), &suppressed))
+		log_struct(LOG_WARNING, LOG_ID_RESOURCE, NULL, 0,
+			   "%s failed: %s; pausing accept for %llums (%u similar not logged)", what,
+			   strerror(err), MASTER_PAUSE_USEC / 1000, suppressed);
+}
+
+static void master_spawn(struct master *m, int fd, const struct addr *peer,
+			 const struct listener *l)
+{
+	unsigned lport = 0;
+	char lhost[ADDR_STRLEN];
+	pid_t pid;
+
+	pid = fork();
+	if (pid == 0) {
+		for (size_t i = 0; i < m->ls.n; i++)
+			close(m->ls.v[i].fd);
+		close(m->sfd);
+		if (m->tfd >= 0)
+			close(m->tfd);
+		addr_host_port((const struct sockaddr *)&l->addr.ss, lhost, sizeof(lhost), &lport);
+		const struct worker_conn c = {
+		    .fd = fd,
+		    .peer = *peer,
+		    .local_port = lport,
+		    .idle_usec = m->cfg.idle_timeout_usec,
+		    .log_connections = m->cfg.log_connections,
+		    .totals = m->totals,
+		};
+		worker_run(&c);
+	}
+	if (pid < 0) {
+		int err = errno;
+		master_refuse(m, fd, peer, l, MASTER_REJECT_FORK);
+		master_exhausted(m, "fork", err);
+		return;
+	}
+	close(fd);
+	if (children_add(&m->kids, pid, (const struct sockaddr *)&peer->ss, clock_usec()) < 0) {
+		/* Without a table entry it could not be counted against the limits;
+		 * refusing it is the only safe answer. */
+		log_err("out of memory recording worker %ld; ending it", (long)pid);
+		kill(pid, SIGKILL);
+		return;
+	}
+	m->accepted++;
+	m->status_dirty = true;
+}
+
+void master_accept(struct master *m, const struct listener *l)
+{
+	for (int i = 0; i < MASTER_ACCEPT_BATCH; i++) {
+		/* The length is in-out: it must be reset before every accept. */
+		struct addr peer = {.len = sizeof(peer.ss)};
+		int fd = accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EAGAIN)
+				return;
+			/* the one connection is gone; the next may be fine */
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO ||
+			    errno == EPERM)
+				continue;
+			/* EMFILE, ENFILE, ENOBUFS, ENOMEM and anything unforeseen */
+			m->accept_errors++;
+			master_exhausted(m, "accept", errno);
+			return;
+		}
+		addr_unmap(&peer);
+		enum master_reject why = master_admit(m, &peer);
+		if (why == MASTER_ADMIT)
+			master_spawn(m, fd, &peer, l);
+		else
+			master_refuse(m, fd, &peer, l, why);
+	}
+}

@@ -1,0 +1,78 @@
+/* State shared by the master's files (master.c: loop, signals, drain;
+ * master-accept.c: admission and fork; master-reload.c: reload and
+ * statistics). Not a public interface. */
+#ifndef ECHOD_MASTER_INT_H
+#define ECHOD_MASTER_INT_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "children.h"
+#include "config.h"
+#include "listen.h"
+#include "log.h"
+#include "master.h"
+#include "worker.h"
+
+#define MASTER_KILL_GRACE_USEC (5 * 1000000ull) /* SIGTERM to SIGKILL of workers */
+#define MASTER_PAUSE_USEC      (100 * 1000ull)	/* accept pause when out of fds or tasks */
+#define MASTER_ACCEPT_BATCH    64		/* accepts per wakeup, so signals are not starved */
+
+enum master_phase {
+	MASTER_RUN,
+	MASTER_DRAIN, /* listeners closed, waiting for workers to end */
+	MASTER_TERM,  /* workers asked to finish (SIGTERM) */
+	MASTER_KILL,  /* workers killed, waiting to reap them */
+};
+
+enum master_reject {
+	MASTER_REJECT_MAX_CONN,
+	MASTER_REJECT_PER_SOURCE,
+	MASTER_REJECT_DENIED,
+	MASTER_REJECT_NOT_ALLOWED,
+	MASTER_REJECT_FORK,
+	MASTER_REJECT_N,
+	MASTER_ADMIT = MASTER_REJECT_N,
+};
+
+struct master {
+	const struct master_opts *o;
+	struct config cfg;
+	struct listen_set ls;
+	unsigned ls_gen; /* bumped whenever ls changes under the loop's feet */
+	struct children kids;
+	int sfd; /* signalfd */
+	int tfd; /* drain timerfd, -1 until draining */
+	enum master_phase phase;
+	bool quit;
+	struct pollfd *pfd;
+	size_t pfd_cap;
+	uint64_t start_usec;
+	uint64_t pause_until; /* no accept before this (resource exhaustion) */
+	uint64_t watchdog_usec, watchdog_next;
+	bool status_dirty;
+	uint64_t status_next;
+	uint64_t accepted; /* handed to a worker */
+	uint64_t rejected[MASTER_REJECT_N];
+	uint64_t accept_errors;
+	unsigned reloads;
+	char reload_status[CONFIG_ERR_MAX + 32]; /* "reload 3 ok" / "reload 4 failed: ..." */
+	struct ratelimit rl_reject, rl_resource;
+	struct worker_totals *totals; /* shared with workers */
+};
+
+/* master.c */
+void master_status(struct master *m);
+
+/* master-accept.c */
+void master_accept(struct master *m, const struct listener *l);
+int master_pfd_reserve(struct master *m, size_t n);
+void master_kill_one(const struct child *c, void *sig);
+const char *master_reject_name(enum master_reject r);
+
+/* master-reload.c */
+void master_reload(struct master *m);
+void master_stats(struct master *m);
+
+#endif

@@ -1,0 +1,87 @@
+/* Reload as a transaction, and the statistics entry. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "clock.h"
+#include "master-int.h"
+#include "notify.h"
+
+void master_reload(struct master *m)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config nc;
+	struct listen_set nls;
+	unsigned n = ++m->reloads;
+	int r;
+
+	notify_reloading();
+	log_info("reloading configuration from %s (reload %u)", m->o->config_path, n);
+	r = config_load(m->o->config_path, &nc, err, sizeof(err));
+	if (r == 0) {
+		r = listen_reconcile(&m->ls, &nc, &nls, err, sizeof(err));
+		if (r < 0)
+			config_free(&nc);
+	}
+	if (r < 0) {
+		snprintf(m->reload_status, sizeof(m->reload_status), "reload %u failed: %s", n,
+			 err);
+		log_struct(LOG_ERR, LOG_ID_RELOAD_FAILED, NULL, 0,
+			   "reload %u failed: %s; keeping the previous configuration", n, err);
+		master_status(m);
+		notify_ready();
+		return;
+	}
+
+	/* Nothing can fail from here on: swap. */
+	listen_commit(&m->ls, &nls);
+	m->ls = nls;
+	m->ls_gen++;
+	if ((nc.user == NULL) != (m->cfg.user == NULL) ||
+	    (nc.user && strcmp(nc.user, m->cfg.user) != 0))
+		log_warning("user changed in the configuration: takes effect at the next restart");
+	config_free(&m->cfg);
+	m->cfg = nc;
+	log_setup(m->cfg.log_target, m->o->debug ? LOG_DEBUG : m->cfg.log_level);
+	snprintf(m->reload_status, sizeof(m->reload_status), "reload %u ok", n);
+	log_struct(LOG_INFO, LOG_ID_RELOADED, NULL, 0, "reloaded configuration (reload %u)", n);
+	master_status(m);
+	notify_ready();
+}
+
+void master_stats(struct master *m)
+{
+	char v[16][24];
+	struct log_kv kv[16];
+	uint64_t rejected = 0, up = clock_usec() - m->start_usec;
+	uint64_t in = __atomic_load_n(&m->totals->bytes_in, __ATOMIC_RELAXED);
+	uint64_t out = __atomic_load_n(&m->totals->bytes_out, __ATOMIC_RELAXED);
+	size_t k = 0;
+
+#define STAT(key, val)                                                                             \
+	do {                                                                                       \
+		snprintf(v[k], sizeof(v[k]), "%" PRIu64, (uint64_t)(val));                         \
+		kv[k] = (struct log_kv){(key), v[k]};                                              \
+		k++;                                                                               \
+	} while (0)
+
+	for (int i = 0; i < MASTER_REJECT_N; i++)
+		rejected += m->rejected[i];
+	STAT("ACTIVE", children_count(&m->kids));
+	STAT("ACCEPTED", m->accepted);
+	STAT("REJECTED", rejected);
+	STAT("REJECTED_MAX_CONNECTIONS", m->rejected[MASTER_REJECT_MAX_CONN]);
+	STAT("REJECTED_PER_SOURCE", m->rejected[MASTER_REJECT_PER_SOURCE]);
+	STAT("REJECTED_DENIED", m->rejected[MASTER_REJECT_DENIED]);
+	STAT("REJECTED_NOT_ALLOWED", m->rejected[MASTER_REJECT_NOT_ALLOWED]);
+	STAT("REJECTED_FORK", m->rejected[MASTER_REJECT_FORK]);
+	STAT("ACCEPT_ERRORS", m->accept_errors);
+	STAT("BYTES_IN", in);
+	STAT("BYTES_OUT", out);
+	STAT("UPTIME_USEC", up);
+#undef STAT
+	log_struct(LOG_INFO, LOG_ID_STATS, kv, k,
+		   "statistics: %zu active, %" PRIu64 " accepted, %" PRIu64 " rejected, %" PRIu64
+		   " bytes in and %" PRIu64 " out (finished connections), up %" PRIu64 "s",
+		   children_count(&m->kids), m->accepted, rejected, in, out, up / 1000000u);
+}

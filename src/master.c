@@ -1,0 +1,346 @@
+/* The master's event loop: signals, accepting and the drain timer. Nothing
+ * runs in an asynchronous signal handler; signals arrive on a signalfd. */
+#include "master.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "children.h"
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+#include "master-int.h"
+#include "notify.h"
+#include "worker.h"
+
+#define MASTER_STATUS_USEC 1000000ull /* STATUS= at most once a second */
+
+static void master_sigset(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGCHLD);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGQUIT);
+	sigaddset(set, SIGUSR1);
+}
+
+int master_block_signals(void)
+{
+	sigset_t set;
+
+	master_sigset(&set);
+	/* Nothing of ours writes to a socket in the master, but stderr may be
+	 * a pipe whose reader went away. */
+	signal(SIGPIPE, SIG_IGN);
+	return sigprocmask(SIG_BLOCK, &set, NULL) < 0 ? err_last() : 0;
+}
+
+void master_status(struct master *m)
+{
+	uint64_t rejected = 0;
+
+	for (int i = 0; i < MASTER_REJECT_N; i++)
+		rejected += m->rejected[i];
+	notify_status("%s%zu active, %llu served, %llu rejected%s%s",
+		      m->phase == MASTER_RUN ? "" : "draining: ", children_count(&m->kids),
+		      (unsigned long long)m->accepted, (unsigned long long)rejected,
+		      m->reload_status[0] ? "; " : "", m->reload_status);
+	m->status_dirty = false;
+	m->status_next = clock_usec() + MASTER_STATUS_USEC;
+}
+
+static void master_reap(struct master *m)
+{
+	struct child c;
+	pid_t pid;
+	int st;
+
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		if (children_remove(&m->kids, pid, &c) < 0)
+			continue;
+		m->status_dirty = true;
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			continue;
+
+		char spid[16], sig[24], peer[ADDR_STRLEN], host[ADDR_STRLEN];
+		unsigned port = 0;
+		addr_format((struct sockaddr *)&c.peer.ss, peer, sizeof(peer));
+		addr_host_port((struct sockaddr *)&c.peer.ss, host, sizeof(host), &port);
+		snprintf(spid, sizeof(spid), "%ld", (long)pid);
+		if (WIFSIGNALED(st)) {
+			const char *abbrev = sigabbrev_np(WTERMSIG(st));
+			snprintf(sig, sizeof(sig), "SIG%s", abbrev ? abbrev : "?");
+		} else {
+			snprintf(sig, sizeof(sig), "exit %d", WEXITSTATUS(st));
+		}
+		char sport[8];
+		snprintf(sport, sizeof(sport), "%u", port);
+		const struct log_kv kv[] = {
+		    {"WORKER_PID", spid},
+		    {"SIGNAL", sig},
+		    {"REMOTE_ADDR", host},
+		    {"REMOTE_PORT", sport},
+		};
+		log_struct(LOG_WARNING, LOG_ID_WORKER_KILLED, kv, WIFSIGNALED(st) ? 4 : 1,
+			   "worker %ld for %s %s %s", (long)pid, peer,
+			   WIFSIGNALED(st) ? "killed by signal" : "failed with", sig);
+	}
+}
+
+static void master_signal_all(struct master *m, int sig)
+{
+	children_foreach(&m->kids, master_kill_one, &sig);
+}
+
+static int master_arm_timer(struct master *m, uint64_t usec)
+{
+	struct itimerspec its = {
+	    .it_value = {.tv_sec = (time_t)(usec / 1000000u),
+			 .tv_nsec = (long)(usec % 1000000u) * 1000 + 1},
+	};
+
+	if (m->tfd < 0) {
+		m->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (m->tfd < 0)
+			return err_last();
+	}
+	return timerfd_settime(m->tfd, 0, &its, NULL) < 0 ? err_last() : 0;
+}
+
+/* Drain timeout reached (or a second stop request): ask every worker to
+ * finish; each flushes what it owes and closes its write side. */
+static void master_terminate(struct master *m)
+{
+	log_notice("asking %zu worker(s) to finish (SIGTERM)", children_count(&m->kids));
+	m->phase = MASTER_TERM;
+	master_signal_all(m, SIGTERM);
+	notify_extend_timeout(MASTER_KILL_GRACE_USEC + 1000000u);
+	if (master_arm_timer(m, MASTER_KILL_GRACE_USEC) < 0) {
+		log_err("cannot arm the kill timer: %s; killing workers now", strerror(errno));
+		master_signal_all(m, SIGKILL);
+		m->phase = MASTER_KILL;
+	}
+}
+
+static void master_stop_request(struct master *m, int sig)
+{
+	char active[24];
+
+	if (m->phase != MASTER_RUN) {
+		log_notice("second stop request: not waiting any longer");
+		if (m->phase == MASTER_DRAIN)
+			master_terminate(m);
+		else
+			master_signal_all(m, SIGKILL);
+		return;
+	}
+	m->phase = MASTER_DRAIN;
+	notify_stopping();
+	listen_close(&m->ls);
+	m->ls_gen++;
+	snprintf(active, sizeof(active), "%zu", children_count(&m->kids));
+	const struct log_kv kv[] = {{"ACTIVE", active}};
+	log_struct(LOG_INFO, LOG_ID_STOPPING, kv, 1,
+		   "SIG%s received: stopped listening, draining %s connection(s)",
+		   sigabbrev_np(sig), active);
+	master_status(m);
+	if (children_count(&m->kids) == 0)
+		return;
+	if (m->cfg.drain_timeout_usec == 0) {
+		master_terminate(m);
+		return;
+	}
+	notify_extend_timeout(m->cfg.drain_timeout_usec + MASTER_KILL_GRACE_USEC + 1000000u);
+	if (master_arm_timer(m, m->cfg.drain_timeout_usec) < 0) {
+		log_err("cannot arm the drain timer: %s; asking workers to finish now",
+			strerror(errno));
+		master_terminate(m);
+	}
+}
+
+static void master_on_timer(struct master *m)
+{
+	uint64_t ticks;
+
+	if (read(m->tfd, &ticks, sizeof(ticks)) < 0)
+		return;
+	if (m->phase == MASTER_DRAIN) {
+		master_terminate(m);
+	} else if (m->phase == MASTER_TERM) {
+		log_warning("killing %zu worker(s) that did not finish", children_count(&m->kids));
+		master_signal_all(m, SIGKILL);
+		m->phase = MASTER_KILL;
+	}
+}
+
+static void master_quit(struct master *m)
+{
+	log_notice("SIGQUIT received: killing %zu worker(s) and exiting now",
+		   children_count(&m->kids));
+	master_signal_all(m, SIGKILL);
+	/* SIGKILL cannot be caught, so these waits end promptly. */
+	while (children_count(&m->kids) > 0) {
+		pid_t pid = waitpid(-1, NULL, 0);
+		if (pid < 0 && errno != EINTR)
+			break;
+		if (pid > 0)
+			children_remove(&m->kids, pid, NULL);
+	}
+	m->quit = true;
+}
+
+static void master_on_signals(struct master *m)
+{
+	struct signalfd_siginfo si;
+
+	while (read(m->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGCHLD:
+			master_reap(m);
+			break;
+		case SIGHUP:
+			if (m->phase == MASTER_RUN)
+				master_reload(m);
+			else
+				log_notice("SIGHUP ignored: stopping");
+			break;
+		case SIGTERM:
+		case SIGINT:
+			master_stop_request(m, (int)si.ssi_signo);
+			break;
+		case SIGQUIT:
+			master_quit(m);
+			return;
+		case SIGUSR1:
+			master_stats(m);
+			break;
+		}
+	}
+}
+
+static int master_poll_timeout(const struct master *m, uint64_t now)
+{
+	uint64_t next = UINT64_MAX;
+
+	if (m->watchdog_usec)
+		next = m->watchdog_next;
+	if (m->status_dirty && m->status_next < next)
+		next = m->status_next;
+	if (m->phase == MASTER_RUN && m->pause_until > now && m->pause_until < next)
+		next = m->pause_until;
+	if (next == UINT64_MAX)
+		return -1;
+	if (next <= now)
+		return 0;
+	/* round up: waking early would only spin once more */
+	return (int)((next - now + 999) / 1000);
+}
+
+static int master_loop(struct master *m)
+{
+	for (;;) {
+		uint64_t now = clock_usec();
+		size_t n = 0, lbase, tidx = 0;
+		unsigned gen = m->ls_gen;
+
+		if (m->quit || (m->phase != MASTER_RUN && children_count(&m->kids) == 0))
+			return 0;
+		if (master_pfd_reserve(m, m->ls.n + 2) < 0) {
+			log_err("out of memory in the event loop");
+			return EXIT_OSERR;
+		}
+		m->pfd[n++] = (struct pollfd){.fd = m->sfd, .events = POLLIN};
+		if (m->tfd >= 0) {
+			tidx = n;
+			m->pfd[n++] = (struct pollfd){.fd = m->tfd, .events = POLLIN};
+		}
+		lbase = n;
+		if (m->phase == MASTER_RUN && now >= m->pause_until)
+			for (size_t i = 0; i < m->ls.n; i++)
+				m->pfd[n++] =
+				    (struct pollfd){.fd = m->ls.v[i].fd, .events = POLLIN};
+
+		int r = poll(m->pfd, n, master_poll_timeout(m, now));
+		if (r < 0 && errno != EINTR) {
+			log_err("poll failed: %s", strerror(errno));
+			return EXIT_OSERR;
+		}
+		if (r > 0 && (m->pfd[0].revents & POLLIN))
+			master_on_signals(m);
+		if (r > 0 && tidx && (m->pfd[tidx].revents & POLLIN))
+			master_on_timer(m);
+		/* A reload or a stop may have replaced the listeners meanwhile. */
+		for (size_t i = lbase; r > 0 && i < n && gen == m->ls_gen; i++)
+			if (m->pfd[i].revents & POLLIN)
+				master_accept(m, &m->ls.v[i - lbase]);
+
+		now = clock_usec();
+		if (m->watchdog_usec && now >= m->watchdog_next) {
+			notify_watchdog();
+			m->watchdog_next = now + m->watchdog_usec / 2;
+		}
+		if (m->status_dirty && now >= m->status_next)
+			master_status(m);
+	}
+}
+
+int master_run(const struct master_opts *o, struct config *cfg, struct listen_set *ls)
+{
+	struct master m = {.o = o, .cfg = *cfg, .ls = *ls, .sfd = -1, .tfd = -1};
+	sigset_t set;
+	int r;
+
+	*cfg = (struct config){0};
+	*ls = (struct listen_set){0};
+	m.start_usec = clock_usec();
+	m.rl_reject = (struct ratelimit){.interval_usec = 5000000u, .burst = 10};
+	m.rl_resource = (struct ratelimit){.interval_usec = 5000000u, .burst = 3};
+	master_sigset(&set);
+	m.sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	/* Workers add their byte counts here as they end, for SIGUSR1. */
+	m.totals = mmap(NULL, sizeof(*m.totals), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			-1, 0);
+	r = children_init(&m.kids);
+	if (m.sfd < 0 || m.totals == MAP_FAILED || r < 0) {
+		log_err("cannot set up the event loop: %s", strerror(errno));
+		r = EXIT_OSERR;
+		goto out;
+	}
+	m.watchdog_usec = notify_watchdog_usec();
+	m.watchdog_next = m.start_usec + m.watchdog_usec / 2;
+
+	char spid[16];
+	snprintf(spid, sizeof(spid), "%ld", (long)getpid());
+	const struct log_kv kv[] = {{"MAIN_PID", spid}};
+	log_struct(LOG_INFO, LOG_ID_STARTED, kv, 1, "echod %s started", ECHOD_VERSION);
+	notify_ready();
+	master_status(&m);
+
+	r = master_loop(&m);
+	log_struct(LOG_INFO, LOG_ID_STOPPED, NULL, 0, "stopped after serving %llu connection(s)",
+		   (unsigned long long)m.accepted);
+out:
+	if (m.sfd >= 0)
+		close(m.sfd);
+	if (m.tfd >= 0)
+		close(m.tfd);
+	if (m.totals != MAP_FAILED && m.totals)
+		munmap(m.totals, sizeof(*m.totals));
+	free(m.pfd);
+	listen_close(&m.ls);
+	children_free(&m.kids);
+	config_free(&m.cfg);
+	return r;
+}

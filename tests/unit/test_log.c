@@ -1,0 +1,141 @@
+/* Log formatting on stderr, levels, the journal-stream check and the rate
+ * limiter. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "log.h"
+
+/* Runs fn with stderr redirected into a pipe and returns what it wrote. */
+static char *capture(void (*fn)(void))
+{
+	static char buf[8192];
+	int p[2], saved = dup(STDERR_FILENO);
+	ssize_t n;
+
+	if (pipe(p) < 0)
+		abort();
+	dup2(p[1], STDERR_FILENO);
+	close(p[1]);
+	fn();
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	n = read(p[0], buf, sizeof(buf) - 1);
+	close(p[0]);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+static void emit_fields(void)
+{
+	const struct log_kv kv[] = {
+	    {"REMOTE_ADDR", "192.0.2.1"},
+	    {"NOTE", "a b"},
+	    {"EMPTY", ""},
+	    {"EVIL", "x\ny"},
+	};
+	log_setup(LOG_TARGET_STDERR, LOG_INFO);
+	log_struct(LOG_INFO, NULL, kv, 4, "hello %d", 42);
+	log_debug("debug is below the threshold");
+}
+
+static void test_stderr_line(void)
+{
+	const char *out = capture(emit_fields);
+
+	CHECK(strstr(out, " info: hello 42 remote_addr=192.0.2.1 note=\"a b\" empty=\"\" "
+			  "evil=x\\x0ay\n") != NULL);
+	CHECK(strstr(out, "echod[") != NULL);
+	CHECK(strstr(out, "below the threshold") == NULL);
+	/* one entry, one line: the newline in a value was escaped */
+	CHECK_INT(strchr(out, '\n') - out + 1, (long long)strlen(out));
+}
+
+static void emit_errno(void)
+{
+	log_setup(LOG_TARGET_STDERR, LOG_DEBUG);
+	errno = ENOSPC;
+	log_info("keeps errno");
+	CHECK_INT(errno, ENOSPC);
+}
+
+static void test_errno_preserved(void)
+{
+	CHECK(strstr(capture(emit_errno), "keeps errno") != NULL);
+}
+
+static void emit_journal_stream(void)
+{
+	struct stat st;
+	char v[64];
+
+	/* stderr is the capture pipe now: pretend systemd connected it */
+	fstat(STDERR_FILENO, &st);
+	snprintf(v, sizeof(v), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", v, 1);
+	log_setup(LOG_TARGET_AUTO, LOG_INFO);
+	CHECK_INT(log_to_journal(), 1);
+	log_setup(LOG_TARGET_STDERR, LOG_INFO);
+	CHECK_INT(log_to_journal(), 0);
+	log_warning("prefixed");
+	/* a stale JOURNAL_STREAM (stderr redirected since) is not the journal */
+	setenv("JOURNAL_STREAM", "1:2", 1);
+	log_setup(LOG_TARGET_AUTO, LOG_INFO);
+	CHECK_INT(log_to_journal(), 0);
+	unsetenv("JOURNAL_STREAM");
+}
+
+static void test_journal_stream(void)
+{
+	CHECK_STR(capture(emit_journal_stream), "<4>prefixed\n");
+}
+
+static void test_levels(void)
+{
+	CHECK_INT(log_level_parse("debug"), LOG_DEBUG);
+	CHECK_INT(log_level_parse("INFO"), LOG_INFO);
+	CHECK_INT(log_level_parse("notice"), LOG_NOTICE);
+	CHECK_INT(log_level_parse("warning"), LOG_WARNING);
+	CHECK_INT(log_level_parse("err"), LOG_ERR);
+	CHECK_INT(log_level_parse("error"), LOG_ERR);
+	CHECK_INT(log_level_parse("loud"), -EINVAL);
+	CHECK_INT(log_level_parse(""), -EINVAL);
+	CHECK_STR(log_level_name(LOG_WARNING), "warning");
+	CHECK_STR(log_level_name(LOG_CRIT), "err");
+	log_setup(LOG_TARGET_STDERR, LOG_NOTICE);
+	CHECK(log_enabled(LOG_WARNING));
+	CHECK(log_enabled(LOG_NOTICE));
+	CHECK(!log_enabled(LOG_INFO));
+}
+
+static void test_ratelimit(void)
+{
+	struct ratelimit rl = {.interval_usec = 1000, .burst = 3};
+	unsigned sup = 99, passed = 0;
+
+	for (int i = 0; i < 10; i++)
+		passed += (unsigned)ratelimit_pass(&rl, 5000 + (uint64_t)i, &sup);
+	CHECK_INT(passed, 3);
+	CHECK_INT(sup, 0);
+	/* next interval: the first entry carries the count of what was dropped */
+	CHECK_INT(ratelimit_pass(&rl, 6000, &sup), 1);
+	CHECK_INT(sup, 7);
+	CHECK_INT(ratelimit_pass(&rl, 6001, &sup), 1);
+	CHECK_INT(sup, 0);
+}
+
+int main(void)
+{
+	test_stderr_line();
+	test_errno_preserved();
+	test_journal_stream();
+	test_levels();
+	test_ratelimit();
+	return check_done();
+}
