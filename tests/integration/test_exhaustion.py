@@ -1,0 +1,89 @@
+"""Out of descriptors and out of tasks: the master keeps running, does not
+spin, refuses or defers cleanly, and serves fully once resources return."""
+
+import os
+import subprocess
+import threading
+import time
+
+import harness as h
+
+HOST = "127.0.0.1"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of one process, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def set_limit(pid, what, value):
+    """Sets the soft limit only, so that it can be raised again."""
+    subprocess.run(["prlimit", "--pid", str(pid), f"--{what}={value}:"], check=True)
+
+
+class ExhaustionTest(h.TestCase):
+    def test_out_of_descriptors_no_spin_then_recovers(self):
+        port = h.free_port()
+        d = self.daemon(h.config_text(listen=[f"{HOST}:{port}"], log={"level": "info"}))
+        # Leave the master no free descriptor: accept must fail with EMFILE.
+        nfds = len(os.listdir(f"/proc/{d.pid}/fd"))
+        set_limit(d.pid, "nofile", nfds)
+        mark = d.log_mark()
+        waiting = self.client(HOST, port)  # completes in the kernel's backlog
+        d.wait_log(r"accept failed: Too many open files", since=mark)
+        before = cpu_seconds(d.pid)
+        time.sleep(2.0)
+        used = cpu_seconds(d.pid) - before
+        # A spinning loop burns close to 2 s here; pausing costs milliseconds.
+        self.assertLess(used, 0.5, f"master used {used:.2f}s CPU in 2s while out of descriptors")
+        self.assertTrue(d.alive(), "the master must survive EMFILE")
+        set_limit(d.pid, "nofile", 1024)
+        self.assertEqual(h.echo(waiting, b"queued while exhausted\n"), b"queued while exhausted\n")
+        h.assert_served(self, HOST, port)
+
+    def test_fork_failure_refuses_then_recovers(self):
+        port = h.free_port()
+        conf = h.config_text(listen=[f"{HOST}:{port}"], server={"user": "nobody"},
+                             limits={"max_connections_per_source": 0})
+        # RLIMIT_NPROC counts the processes of the real uid (nobody, after the
+        # switch): the master plus one worker fit, a second worker does not.
+        # It is set before exec: a running process of another uid refuses
+        # prlimit here.
+        nobody = subprocess.run(["pgrep", "-c", "-u", "nobody"], capture_output=True, text=True)
+        limit = int(nobody.stdout.strip() or "0") + 2
+        # After the switch the master cannot reach the test's NOTIFY_SOCKET
+        # (a root-only directory): wait for its log instead.
+        d = self.daemon(conf, start=False, notify=False, wrapper=["prlimit", f"--nproc={limit}:"])
+        d.start(wait_ready=False)
+        d.wait_log(r"started")
+        first = self.client(HOST, port)
+        self.assertEqual(h.echo(first, b"one\n"), b"one\n")
+        mark = d.log_mark()
+        h.assert_rejected(self, HOST, port)
+        d.wait_entry(lambda e: e.fields.get("reject_reason") == "fork_failed", since=mark,
+                     what="reject_reason=fork_failed")
+        self.assertTrue(d.alive(), "the master must survive a failed fork")
+        self.assertEqual(h.echo(first, b"still here\n"), b"still here\n")
+        before = cpu_seconds(d.pid)
+        stop = time.monotonic() + 1.0
+        # A stream of connections while exhausted: each one refused, no spin.
+        while time.monotonic() < stop:
+            state, got = h.probe(HOST, port, timeout=1.0)
+            self.assertNotEqual(state, "echoed", "no worker can exist while tasks are exhausted")
+        self.assertLess(cpu_seconds(d.pid) - before, 0.8)
+        # The worker ends: its task slot frees and service is full again.
+        first.close()
+        served = []
+
+        def attempt():
+            served[:] = [h.probe(HOST, port)[0]]
+            return served[0] == "echoed"
+
+        h.wait_until(attempt, 5.0, "service after tasks are free again", interval=0.1)
+
+
+if __name__ == "__main__":
+    h.main(budget=100)

@@ -1,0 +1,90 @@
+"""max_connections and max_connections_per_source: refuse at the limit,
+serve again when a slot frees."""
+
+import harness as h
+
+HOST = "127.0.0.1"
+
+
+def rejected(reason):
+    return lambda e: e.fields.get("reject_reason") == reason
+
+
+class LimitsTest(h.TestCase):
+    def start(self, **limits):
+        self.port = h.free_port()
+        self.d = self.daemon(h.config_text(listen=[f"{HOST}:{self.port}"], limits=limits))
+        return self.d
+
+    def open_served(self, n, source=None):
+        out = []
+        for i in range(n):
+            c = self.client(HOST, self.port, source)
+            self.assertEqual(h.echo(c, b"conn %d" % i), b"conn %d" % i, f"connection {i + 1} of {n} should be served")
+            out.append(c)
+        return out
+
+    def close_and_wait(self, c, remaining):
+        c.close()
+        self.d.wait_children(remaining)
+
+    def served_eventually(self, source=None):
+        """Served, allowing the master a moment to account for a reaped worker."""
+        last = []
+
+        def attempt():
+            last[:] = [h.probe(HOST, self.port, source)]
+            return last[0][0] == "echoed"
+
+        try:
+            h.wait_until(attempt, 3.0, "a freed slot to serve a new connection", interval=0.1)
+        except AssertionError:
+            self.fail(f"expected a new connection to be served after a slot freed, observed {last}")
+
+    def test_max_connections_refuses_the_one_over(self):
+        d = self.start(max_connections=3, max_connections_per_source=0)
+        clients = self.open_served(3)
+        d.wait_children(3)
+        mark = d.log_mark()
+        h.assert_rejected(self, HOST, self.port)
+        e = d.wait_entry(rejected("max_connections"), since=mark, what="reject_reason=max_connections")
+        self.assertEqual(e.fields.get("remote_addr", HOST), HOST, e.raw)
+        self.assertEqual(len(d.children()), 3, "a refused connection must not get a worker")
+        for i, c in enumerate(clients):
+            self.assertEqual(h.echo(c, b"still %d" % i), b"still %d" % i, "refusing a 4th must not disturb the 3")
+
+    def test_max_connections_serves_again_after_a_close(self):
+        d = self.start(max_connections=3, max_connections_per_source=0)
+        clients = self.open_served(3)
+        h.assert_rejected(self, HOST, self.port)
+        self.close_and_wait(clients[0], 2)
+        self.served_eventually()
+        d.wait_children(2)
+        self.assertTrue(d.alive())
+
+    def test_per_source_limit_counts_each_source(self):
+        d = self.start(max_connections=100, max_connections_per_source=2)
+        self.open_served(2, source="127.0.0.1")
+        mark = d.log_mark()
+        h.assert_rejected(self, HOST, self.port, source="127.0.0.1")
+        e = d.wait_entry(rejected("max_connections_per_source"), since=mark, what="reject_reason=max_connections_per_source")
+        self.assertEqual(e.fields.get("remote_addr", "127.0.0.1"), "127.0.0.1", e.raw)
+        # another source is counted on its own
+        self.open_served(2, source="127.0.0.2")
+        self.assertEqual(len(d.children()), 4)
+
+    def test_per_source_limit_frees_after_a_close(self):
+        d = self.start(max_connections=100, max_connections_per_source=2)
+        clients = self.open_served(2, source="127.0.0.1")
+        h.assert_rejected(self, HOST, self.port, source="127.0.0.1")
+        self.close_and_wait(clients[0], 1)
+        self.served_eventually(source="127.0.0.1")
+
+    def test_per_source_zero_means_unlimited(self):
+        d = self.start(max_connections=100, max_connections_per_source=0)
+        self.open_served(12)
+        self.assertEqual(len(d.children()), 12)
+
+
+if __name__ == "__main__":
+    h.main(budget=110)
