@@ -21,16 +21,16 @@ struct log_kv {
 };
 
 /* MESSAGE_IDs of lifecycle events; listed in the man page and the catalog. */
-#define LOG_ID_STARTED	     "8a1e5e2b4f6c4c0e9d3f7a21c6b04e11"
-#define LOG_ID_STOPPING	     "3c7d9b1a0e5f4d2c8b6a4e19f7d23c52"
-#define LOG_ID_STOPPED	     "5e2f8a7c1d3b4e6f9a0c2b48d1e67f93"
-#define LOG_ID_RELOADED	     "b94d2e6a7c814f0e93a5d6c2e1f07a34"
-#define LOG_ID_RELOAD_FAILED "e7a3c5d1b2f84096a8d4c3e2f1b05a75"
-#define LOG_ID_WORKER_KILLED "4d6b8f2a9c1e4a7b8e3d5f60a2c19b86"
-#define LOG_ID_CONN_REJECTED "9f1c3e5a7b2d4c6e8a0b1d3f5e7c9a97"
-#define LOG_ID_CONN_CLOSED   "2a4c6e8f0b1d4e3a9c5b7d1f3e5a7ca8"
-#define LOG_ID_STATS	     "6c8e0a2b4d6f4a1c9e3b5d7f9a1c3eb9"
-#define LOG_ID_RESOURCE	     "71b3d5f7a9c24e6b8d0f2a4c6e8b0dca"
+#define LOG_ID_STARTED	     "ef957bf86dad45408244d1e23faf1522"
+#define LOG_ID_STOPPING	     "eb7dafb36b014a7f8da9d31bda82c386"
+#define LOG_ID_STOPPED	     "3bae5d13b64349f8b9b52a1b6183fcc8"
+#define LOG_ID_RELOADED	     "30f49a0a9901452884bcf23861c265d6"
+#define LOG_ID_RELOAD_FAILED "4ea0d68f9bed486ca122cb4bca8a0cb1"
+#define LOG_ID_WORKER_KILLED "8790cc8f8e084458b0b7d380dc6e4c37"
+#define LOG_ID_CONN_REJECTED "184b5a876d6d43c38131ccf4b52033c1"
+#define LOG_ID_CONN_CLOSED   "fb81a574e43b40b093675954a3927517"
+#define LOG_ID_STATS	     "41796c9f8e1141068c8a73547f95df9e"
+#define LOG_ID_RESOURCE	     "f50809158ea14a6e92b3d05691b4c171"
 
 /* Chooses the sink and the threshold (LOG_ERR .. LOG_DEBUG). Safe to call
  * again on reload. */

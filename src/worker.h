@@ -37,11 +37,12 @@ extern volatile int worker_stop_requested;
 /* The echo loop on a connected socket (made non-blocking here): copies what
  * arrives back to the sender until EOF (then sends what is owed and shuts
  * down the write side), an error, idle_usec without progress (0 = never), or
- * worker_stop_requested (then flushes what it owes, for at most flush_usec,
- * and shuts down the write side). Waits only in ppoll() with SIGTERM
+ * worker_stop_requested (then flushes what it owes, for at most a couple of
+ * seconds, and shuts down the write side). Waits only in ppoll() with SIGTERM
  * unblocked, so a SIGTERM interrupts a wait and nothing else. Uses splice
- * through a pipe when the socket allows it, else read/write. Returns 0 and
- * fills *st; the socket is left open. */
+ * through a pipe when the socket allows it, else read/write. Always returns 0
+ * and fills *st (failures are st->end WORKER_ERROR with st->error); the
+ * socket is left open. */
 int worker_echo(int fd, uint64_t idle_usec, struct worker_stats *st);
 
 struct worker_conn {
@@ -55,7 +56,8 @@ struct worker_conn {
 
 /* In the child right after fork, once the master's descriptors are closed:
  * forgets systemd, installs the SIGTERM flag handler, restores every other
- * disposition, echoes, logs one entry (peer, bytes, duration, reason) and
+ * disposition, echoes, after a drain keeps reading (and discarding) until the
+ * client has everything, logs one entry (peer, bytes, duration, reason) and
  * leaves with _exit(0). Never returns. */
 _Noreturn void worker_run(const struct worker_conn *c);
 
