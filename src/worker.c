@@ -305,18 +305,19 @@ static void worker_on_term(int sig)
  * so a vanished client is an EPIPE to log, every other signal default. */
 static int worker_signals(void)
 {
-	struct sigaction dfl = {.sa_handler = SIG_DFL}, ign = {.sa_handler = SIG_IGN},
-			 term = {.sa_handler = worker_on_term};
+	struct sigaction ign = {.sa_handler = SIG_IGN}, term = {.sa_handler = worker_on_term};
+	/* The master changes no disposition but SIGPIPE's (ignored, which
+	 * suits a worker too) and takes the rest from a signalfd, so every
+	 * other default is still in place. SIGHUP, SIGINT and SIGUSR1 are
+	 * meant for the master: Ctrl-C in a terminal or `systemctl kill`
+	 * without --kill-whom=main reach the whole group and must not cut
+	 * live connections, which the master drains. */
+	static const int for_master[] = {SIGHUP, SIGINT, SIGUSR1};
 	sigset_t only_term;
 
-	for (int sig = 1; sig < NSIG; sig++) {
-		if (sig == SIGTERM || sig == SIGPIPE)
-			continue;
-		/* EINVAL marks the signals nobody may change (SIGKILL, SIGSTOP,
-		 * the C library's own): there is nothing to restore there. */
-		if (sigaction(sig, &dfl, NULL) < 0 && errno != EINVAL)
+	for (size_t i = 0; i < sizeof(for_master) / sizeof(for_master[0]); i++)
+		if (sigaction(for_master[i], &ign, NULL) < 0)
 			return err_last();
-	}
 	if (sigaction(SIGPIPE, &ign, NULL) < 0 || sigaction(SIGTERM, &term, NULL) < 0)
 		return err_last();
 	sigemptyset(&only_term);

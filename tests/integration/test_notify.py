@@ -51,6 +51,21 @@ class NotifyTest(h.TestCase):
         self.assertEqual(sum(1 for m in all_msgs if m.get("RELOADING") == "1"), 1, "one SIGHUP, one RELOADING=1")
         self.assertEqual(sum(1 for m in all_msgs if m.get("READY") == "1"), 2, "READY=1 at start and after the reload")
 
+    def test_watchdog_pings_at_half_the_interval(self):
+        self.port = h.free_port()
+        d = self.daemon(self.conf(), env={"WATCHDOG_USEC": "400000"})
+        start = d.notify.count()
+        time.sleep(1.5)
+        pings = [m for m in d.notify.snapshot()[start:] if h.NotifyReader.assignments(m).get("WATCHDOG") == "1"]
+        # every 200 ms: about 7 in 1.5 s; a missing or too slow ping loop gives 0 or 1
+        self.assertGreaterEqual(len(pings), 4, f"expected WATCHDOG=1 about every 0.2s, got {len(pings)} in 1.5s")
+
+    def test_no_watchdog_without_watchdog_usec(self):
+        d = self.start()
+        time.sleep(0.5)
+        pings = [m for m in d.notify.snapshot() if "WATCHDOG" in h.NotifyReader.assignments(m)]
+        self.assertEqual(pings, [], "WATCHDOG=1 sent although the manager asked for none")
+
     def test_ready_after_failed_reload(self):
         d = self.start()
         d.write_config("[server]\nlisten = nonsense\n")
