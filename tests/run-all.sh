@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-deps=(meson ninja-build pkgconf gcc libc6-dev libsystemd-dev libinih-dev python3 systemd
+deps=(meson ninja-build pkgconf gcc libc6-dev libsystemd-dev libinih-dev python3 systemd procps mandoc
       clang-format)
 missing=()
 for p in "${deps[@]}"; do
