@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh Debian 12 checkout: installs what is
-# missing (as root), builds with warnings as errors, runs every meson test and
-# prints one line "N passed, N failed[, N skipped]". Exit status non-zero on
-# any failure.
+# missing (as root), builds with warnings as errors, runs every meson test,
+# then builds the .deb and the .rpm (lintian, rpmlint, same file lists) and
+# runs the system test under real systemd in a container. Prints one line
+# "N passed, N failed[, N skipped]" and exits non-zero on any failure.
+#
+# usage: tests/run-all.sh [--quick] [MESON TEST ARGS...]
+#   --quick   meson suites only (no packages, no container)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+quick=no
+if [ "${1:-}" = "--quick" ]; then
+	quick=yes
+	shift
+fi
 
 deps=(meson ninja-build pkgconf gcc libc6-dev libsystemd-dev libinih-dev python3 systemd procps mandoc
       clang-format)
@@ -35,10 +45,34 @@ ninja -C "$build"
 status=0
 meson test -C "$build" --print-errorlogs "$@" || status=$?
 
+# Steps beyond meson, each counted as one test; its log is kept on failure.
+steps_passed=0
+steps_failed=0
+step() {
+	local name=$1 log="$build/step-$1.log"
+	shift
+	echo "== $name"
+	if "$@" >"$log" 2>&1; then
+		echo "ok - $name"
+		steps_passed=$((steps_passed + 1))
+	else
+		echo "not ok - $name (log follows)"
+		tail -n 80 "$log"
+		steps_failed=$((steps_failed + 1))
+		status=1
+	fi
+}
+if [ "$quick" = no ]; then
+	pkgdir=$build/pkg
+	rm -rf "$pkgdir"
+	step package-deb packaging/build-deb "$pkgdir"
+	step package-rpm packaging/build-rpm "$pkgdir"
+fi
+
 # CI reads one summary line; meson's own summary is not in that form.
-python3 - "$build/meson-logs/testlog.json" <<'PY' || status=1
+python3 - "$build/meson-logs/testlog.json" "$steps_passed" "$steps_failed" <<'PY' || status=1
 import json, sys
-counts = {"passed": 0, "failed": 0, "skipped": 0}
+counts = {"passed": int(sys.argv[2]), "failed": int(sys.argv[3]), "skipped": 0}
 with open(sys.argv[1]) as f:
     for line in f:
         r = json.loads(line)["result"]
