@@ -117,6 +117,7 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 		for (size_t i = 0; i < m->ls.n; i++)
 			close(m->ls.v[i].fd);
 		close(m->sfd);
+		close(m->rfd[0]);
 		if (m->tfd >= 0)
 			close(m->tfd);
 		addr_host_port((const struct sockaddr *)&l->addr.ss, lhost, sizeof(lhost), &lport);
@@ -127,6 +128,7 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 		    .idle_usec = m->cfg.idle_timeout_usec,
 		    .log_connections = m->cfg.log_connections,
 		    .totals = m->totals,
+		    .report_fd = m->rfd[1],
 		};
 		worker_run(&c);
 	}

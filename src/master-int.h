@@ -42,8 +42,9 @@ struct master {
 	struct listen_set ls;
 	unsigned ls_gen; /* bumped whenever ls changes under the loop's feet */
 	struct children kids;
-	int sfd; /* signalfd */
-	int tfd; /* drain timerfd, -1 until draining */
+	int sfd;    /* signalfd */
+	int tfd;    /* drain timerfd, -1 until draining */
+	int rfd[2]; /* pipe of workers' reports: [0] read here, [1] for workers */
 	enum master_phase phase;
 	bool quit;
 	struct pollfd *pfd;
@@ -64,6 +65,7 @@ struct master {
 
 /* master.c */
 void master_status(struct master *m);
+void master_on_reports(struct master *m);
 
 /* master-accept.c */
 void master_accept(struct master *m, const struct listener *l);

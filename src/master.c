@@ -3,6 +3,7 @@
 #include "master.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -230,6 +231,18 @@ static void master_on_signals(struct master *m)
 	}
 }
 
+void master_on_reports(struct master *m)
+{
+	struct worker_report r[32];
+	ssize_t n;
+
+	/* Writes of one report are atomic, so the pipe only ever holds whole
+	 * reports and a read of whole reports returns whole reports. */
+	while ((n = read(m->rfd[0], r, sizeof(r))) > 0)
+		for (size_t i = 0; i < (size_t)n / sizeof(r[0]); i++)
+			worker_report_log(&r[i], m->cfg.log_connections);
+}
+
 static int master_poll_timeout(const struct master *m, uint64_t now)
 {
 	uint64_t next = UINT64_MAX;
@@ -252,16 +265,18 @@ static int master_loop(struct master *m)
 {
 	for (;;) {
 		uint64_t now = clock_usec();
-		size_t n = 0, lbase, tidx = 0;
+		size_t n = 0, lbase, tidx = 0, ridx;
 		unsigned gen = m->ls_gen;
 
 		if (m->quit || (m->phase != MASTER_RUN && children_count(&m->kids) == 0))
 			return 0;
-		if (master_pfd_reserve(m, m->ls.n + 2) < 0) {
+		if (master_pfd_reserve(m, m->ls.n + 3) < 0) {
 			log_err("out of memory in the event loop");
 			return EXIT_OSERR;
 		}
 		m->pfd[n++] = (struct pollfd){.fd = m->sfd, .events = POLLIN};
+		ridx = n;
+		m->pfd[n++] = (struct pollfd){.fd = m->rfd[0], .events = POLLIN};
 		if (m->tfd >= 0) {
 			tidx = n;
 			m->pfd[n++] = (struct pollfd){.fd = m->tfd, .events = POLLIN};
@@ -277,6 +292,8 @@ static int master_loop(struct master *m)
 			log_err("poll failed: %s", strerror(errno));
 			return EXIT_OSERR;
 		}
+		if (r > 0 && (m->pfd[ridx].revents & POLLIN))
+			master_on_reports(m);
 		if (r > 0 && (m->pfd[0].revents & POLLIN))
 			master_on_signals(m);
 		if (r > 0 && tidx && (m->pfd[tidx].revents & POLLIN))
@@ -298,7 +315,7 @@ static int master_loop(struct master *m)
 
 int master_run(const struct master_opts *o, struct config *cfg, struct listen_set *ls)
 {
-	struct master m = {.o = o, .cfg = *cfg, .ls = *ls, .sfd = -1, .tfd = -1};
+	struct master m = {.o = o, .cfg = *cfg, .ls = *ls, .sfd = -1, .tfd = -1, .rfd = {-1, -1}};
 	sigset_t set;
 	int r;
 
@@ -313,6 +330,13 @@ int master_run(const struct master_opts *o, struct config *cfg, struct listen_se
 	m.totals = mmap(NULL, sizeof(*m.totals), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 			-1, 0);
 	r = children_init(&m.kids);
+	/* A pipe, not a datagram socket: writes up to PIPE_BUF are atomic and
+	 * the queue is bounded by bytes, not by a count of ten datagrams. What
+	 * does not fit in a burst is logged by the worker itself. */
+	if (r == 0 && pipe2(m.rfd, O_CLOEXEC | O_NONBLOCK) < 0)
+		r = err_last();
+	if (r == 0)
+		fcntl(m.rfd[1], F_SETPIPE_SZ, 1 << 20);
 	if (m.sfd < 0 || m.totals == MAP_FAILED || r < 0) {
 		log_err("cannot set up the event loop: %s", strerror(errno));
 		r = EXIT_OSERR;
@@ -329,6 +353,8 @@ int master_run(const struct master_opts *o, struct config *cfg, struct listen_se
 	master_status(&m);
 
 	r = master_loop(&m);
+	/* Every worker sent its report before it exited: take the last ones. */
+	master_on_reports(&m);
 	log_struct(LOG_INFO, LOG_ID_STOPPED, NULL, 0, "stopped after serving %llu connection(s)",
 		   (unsigned long long)m.accepted);
 out:
@@ -336,6 +362,9 @@ out:
 		close(m.sfd);
 	if (m.tfd >= 0)
 		close(m.tfd);
+	for (int i = 0; i < 2; i++)
+		if (m.rfd[i] >= 0)
+			close(m.rfd[i]);
 	if (m.totals != MAP_FAILED && m.totals)
 		munmap(m.totals, sizeof(*m.totals));
 	free(m.pfd);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <linux/sockios.h>
 #include <poll.h>
 #include <signal.h>
@@ -32,6 +33,9 @@
 #define WORKER_BUSY_MAX 64
 
 volatile int worker_stop_requested;
+
+/* A report must reach the master's pipe in one atomic write. */
+_Static_assert(sizeof(struct worker_report) <= PIPE_BUF, "worker_report exceeds PIPE_BUF");
 
 struct echo {
 	int fd;
@@ -327,8 +331,10 @@ static int worker_signals(void)
 	return 0;
 }
 
-static void worker_log(const struct worker_conn *c, const struct worker_stats *st, uint64_t usec)
+void worker_report_log(const struct worker_report *r, bool log_connections)
 {
+	const struct worker_stats *st = &r->st;
+	uint64_t usec = r->duration_usec;
 	int prio = st->end == WORKER_ERROR ? LOG_WARNING : LOG_INFO;
 	char peer[ADDR_STRLEN], host[ADDR_STRLEN], rport[8], lport[8], in[24], out[24], dur[24],
 	    pid[16], err[16];
@@ -337,18 +343,18 @@ static void worker_log(const struct worker_conn *c, const struct worker_stats *s
 
 	/* A local failure is worth a warning even when connections are not
 	 * logged one by one. */
-	if ((prio == LOG_INFO && !c->log_connections) || !log_enabled(prio))
+	if ((prio == LOG_INFO && !log_connections) || !log_enabled(prio))
 		return;
-	if (addr_format((const struct sockaddr *)&c->peer.ss, peer, sizeof(peer)) < 0)
+	if (addr_format((const struct sockaddr *)&r->peer.ss, peer, sizeof(peer)) < 0)
 		snprintf(peer, sizeof(peer), "?");
-	if (addr_host_port((const struct sockaddr *)&c->peer.ss, host, sizeof(host), &port) < 0)
+	if (addr_host_port((const struct sockaddr *)&r->peer.ss, host, sizeof(host), &port) < 0)
 		snprintf(host, sizeof(host), "?");
 	snprintf(rport, sizeof(rport), "%u", port);
-	snprintf(lport, sizeof(lport), "%u", c->local_port);
+	snprintf(lport, sizeof(lport), "%u", r->local_port);
 	snprintf(in, sizeof(in), "%" PRIu64, st->bytes_in);
 	snprintf(out, sizeof(out), "%" PRIu64, st->bytes_out);
 	snprintf(dur, sizeof(dur), "%" PRIu64, usec);
-	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	snprintf(pid, sizeof(pid), "%ld", (long)r->pid);
 	snprintf(err, sizeof(err), "%d", -st->error);
 
 	const struct log_kv kv[] = {
@@ -412,7 +418,20 @@ _Noreturn void worker_run(const struct worker_conn *c)
 		__atomic_fetch_add(&c->totals->bytes_in, st.bytes_in, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&c->totals->bytes_out, st.bytes_out, __ATOMIC_RELAXED);
 	}
-	worker_log(c, &st, clock_usec() - start);
+	const struct worker_report rep = {
+	    .pid = getpid(),
+	    .peer = c->peer,
+	    .local_port = c->local_port,
+	    .duration_usec = clock_usec() - start,
+	    .st = st,
+	};
+	bool wanted = st.end == WORKER_ERROR ? log_enabled(LOG_WARNING)
+					     : c->log_connections && log_enabled(LOG_INFO);
+	/* A master too busy to take it (a full queue) must not hold up an
+	 * exit: then the entry is written from here. */
+	if (wanted &&
+	    (c->report_fd < 0 || write(c->report_fd, &rep, sizeof(rep)) != (ssize_t)sizeof(rep)))
+		worker_report_log(&rep, c->log_connections);
 	close(c->fd);
 	_exit(0);
 }

@@ -52,13 +52,29 @@ struct worker_conn {
 	uint64_t idle_usec;
 	bool log_connections;
 	struct worker_totals *totals; /* may be NULL */
+	int report_fd;		      /* datagram socket to the master, or -1: log directly */
 };
+
+/* What a worker tells the master as it ends, so that the long-lived master
+ * writes the entry: journald attributes an entry to its unit by reading the
+ * sender's /proc, which a worker that has just exited no longer has. */
+struct worker_report {
+	pid_t pid;
+	struct addr peer;
+	unsigned local_port;
+	uint64_t duration_usec;
+	struct worker_stats st;
+};
+
+/* Logs the connection-closed entry of a report: at info level if
+ * log_connections, at warning level for a local failure in any case. */
+void worker_report_log(const struct worker_report *r, bool log_connections);
 
 /* In the child right after fork, once the master's descriptors are closed:
  * forgets systemd, installs the SIGTERM flag handler, restores every other
  * disposition, echoes, after a drain keeps reading (and discarding) until the
- * client has everything, logs one entry (peer, bytes, duration, reason) and
- * leaves with _exit(0). Never returns. */
+ * client has everything, reports to the master (or logs itself) one entry (peer, bytes, duration,
+ * reason) and leaves with _exit(0). Never returns. */
 _Noreturn void worker_run(const struct worker_conn *c);
 
 const char *worker_end_name(enum worker_end e);

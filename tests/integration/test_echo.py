@@ -123,6 +123,9 @@ class EchoTest(h.TestCase):
         self.assertEqual(f.get("bytes_out"), str(len(data)), e.raw)
         self.assertEqual(f.get("close_reason"), "eof", e.raw)
         self.assertEqual(f.get("worker_pid"), str(worker), f"worker_pid should be the worker that served us ({worker}): {e.raw}")
+        # Written by the long-lived master from the worker's report: journald
+        # can only attribute an entry to the unit while its sender is alive.
+        self.assertEqual(str(e.pid), str(self.d.pid), f"the close entry should come from the master: {e.raw}")
         self.assertRegex(f.get("duration_usec", ""), r"^\d+$", e.raw)
         self.assertGreaterEqual(int(f["duration_usec"]), 200000, f"the connection lasted at least 0.2s: {e.raw}")
         self.assertLess(int(f["duration_usec"]), 60_000_000, e.raw)

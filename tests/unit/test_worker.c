@@ -740,7 +740,7 @@ static void test_run_sigterm(void)
 	    mmap(NULL, sizeof(*tot), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct sockaddr_in local;
 	socklen_t len = sizeof(local);
-	struct worker_conn c = {.log_connections = true, .totals = tot};
+	struct worker_conn c = {.log_connections = true, .totals = tot, .report_fd = -1};
 	int fds[2], log_fd;
 	unsigned rport;
 	pid_t pid;
@@ -787,7 +787,7 @@ static void test_run_sigterm(void)
 /* Idle: the child closes, so the client sees EOF. */
 static void test_run_idle(void)
 {
-	struct worker_conn c = {.idle_usec = 200000, .log_connections = true};
+	struct worker_conn c = {.idle_usec = 200000, .log_connections = true, .report_fd = -1};
 	int fds[2], log_fd;
 	pid_t pid;
 
@@ -803,12 +803,50 @@ static void test_run_idle(void)
 	close(fds[1]);
 }
 
+/* With a report pipe the worker hands its entry to the master instead of
+ * writing it; with the pipe full it writes the entry itself. */
+static void test_run_report(int pipe_full)
+{
+	struct worker_conn c = {.log_connections = true, .local_port = 7};
+	struct worker_report r = {0};
+	int fds[2], rp[2], log_fd;
+	pid_t pid;
+
+	if (pipe2(rp, O_CLOEXEC | O_NONBLOCK) < 0)
+		fail("pipe");
+	while (pipe_full && write(rp[1], &r, sizeof(r)) == (ssize_t)sizeof(r))
+		;
+	make_pair(KIND_UNIX, fds, 0);
+	c.fd = fds[0];
+	c.report_fd = rp[1];
+	pid = run_child(&c, fds[1], &log_fd);
+	close(fds[0]);
+	close(rp[1]);
+	CHECK_INT(peer_send(fds[1], 0, 5), 0);
+	CHECK_INT(shutdown(fds[1], SHUT_WR), 0);
+	CHECK_INT(peer_recv_to_eof(fds[1], 0), 5);
+	CHECK_INT(child_wait(pid), 0);
+	if (pipe_full) {
+		CHECK(log_has(read_log(log_fd), "closed (eof): 5 bytes in, 5 out"));
+	} else {
+		CHECK_STR(read_log(log_fd), "");
+		CHECK_INT(read(rp[0], &r, sizeof(r)), sizeof(r));
+		CHECK_INT(r.pid, pid);
+		CHECK_INT(r.local_port, 7);
+		CHECK_INT(r.st.end, WORKER_EOF);
+		CHECK_INT(r.st.bytes_in, 5);
+		CHECK_INT(r.st.bytes_out, 5);
+	}
+	close(rp[0]);
+	close(fds[1]);
+}
+
 /* With connections = no a normal end writes nothing, but still counts. */
 static void test_run_quiet(void)
 {
 	struct worker_totals *tot =
 	    mmap(NULL, sizeof(*tot), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	struct worker_conn c = {.totals = tot};
+	struct worker_conn c = {.totals = tot, .report_fd = -1};
 	int fds[2], log_fd;
 	pid_t pid;
 
@@ -832,7 +870,7 @@ static void test_run_quiet(void)
 /* A local failure is a warning, even with connections = no. */
 static void test_run_error(void)
 {
-	struct worker_conn c = {.fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 500)};
+	struct worker_conn c = {.fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 500), .report_fd = -1};
 	int fds[2], log_fd;
 	pid_t pid;
 	char *log;
@@ -890,6 +928,8 @@ int main(void)
 	test_run_sigterm();
 	test_run_idle();
 	test_run_quiet();
+	test_run_report(0);
+	test_run_report(1);
 	test_run_error();
 	test_end_names();
 	return check_done();
