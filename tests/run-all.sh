@@ -67,6 +67,8 @@ if [ "$quick" = no ]; then
 	rm -rf "$pkgdir"
 	step package-deb packaging/build-deb "$pkgdir"
 	step package-rpm packaging/build-rpm "$pkgdir"
+	deb=$(ls "$pkgdir"/echod_*.deb 2>/dev/null | grep -v dbgsym | head -n 1 || true)
+	step system tests/system/run-system-test ${deb:+"$deb"}
 fi
 
 # CI reads one summary line; meson's own summary is not in that form.
