@@ -1,6 +1,6 @@
 /* Logging: native journal entries under systemd, one readable line per entry
- * on stderr otherwise. One of the two modules that include systemd headers.
- * Every function preserves errno. */
+ * on stderr otherwise. With notify, the only module that knows systemd's
+ * protocols. Every function preserves errno. */
 #ifndef ECHOD_LOG_H
 #define ECHOD_LOG_H
 

@@ -1,6 +1,6 @@
 /* Talking to the service manager: readiness, status, watchdog and the
- * sockets it passes. One of the two modules that include systemd headers.
- * Without NOTIFY_SOCKET every call is a no-op returning 0. */
+ * sockets it passes. With log, the only module that knows systemd's
+ * protocols. Without NOTIFY_SOCKET every call is a no-op returning 0. */
 #ifndef ECHOD_NOTIFY_H
 #define ECHOD_NOTIFY_H
 

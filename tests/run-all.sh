@@ -16,7 +16,7 @@ if [ "${1:-}" = "--quick" ]; then
 	shift
 fi
 
-deps=(meson ninja-build pkgconf gcc libc6-dev libsystemd-dev libinih-dev python3 systemd procps mandoc
+deps=(meson ninja-build pkgconf gcc libc6-dev libinih-dev python3 systemd procps mandoc
       clang-format)
 missing=()
 for p in "${deps[@]}"; do

@@ -2,10 +2,15 @@
  * limiter. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -96,6 +101,11 @@ static void test_journal_stream(void)
 	CHECK_STR(capture(emit_journal_stream), "<4>prefixed\n");
 }
 
+static void emit_journal_gone(void)
+{
+	log_info("still written");
+}
+
 static void test_levels(void)
 {
 	CHECK_INT(log_level_parse("debug"), LOG_DEBUG);
@@ -130,6 +140,58 @@ static void test_ratelimit(void)
 	CHECK_INT(sup, 0);
 }
 
+/* In a private mount namespace with a tmpfs on /run, the test's own socket
+ * stands where journald's would: the entry must arrive in the native
+ * protocol, byte for byte. Without the socket, the entry goes to stderr. */
+static void journal_child(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX, .sun_path = "/run/systemd/journal/socket"};
+	const struct log_kv kv[] = {{"REMOTE_ADDR", "192.0.2.1"}, {"EVIL", "x\ny"}};
+	static const char want[] = "MESSAGE=hello 42\nPRIORITY=6\nSYSLOG_IDENTIFIER=echod\n"
+				   "MESSAGE_ID=0123456789abcdef0123456789abcdef\n"
+				   "REMOTE_ADDR=192.0.2.1\nEVIL\n\3\0\0\0\0\0\0\0x\ny\n";
+	char got[512];
+	int fd;
+
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", "/run", "tmpfs", 0, NULL) < 0 || mkdir("/run/systemd", 0755) < 0 ||
+	    mkdir("/run/systemd/journal", 0755) < 0)
+		exit(2);
+	fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		exit(2);
+	log_setup(LOG_TARGET_JOURNAL, LOG_INFO);
+	CHECK_INT(log_to_journal(), 1);
+	log_struct(LOG_INFO, "0123456789abcdef0123456789abcdef", kv, 2, "hello %d", 42);
+	log_debug("below the threshold: not sent");
+	CHECK_INT(recv(fd, got, sizeof(got), MSG_DONTWAIT), sizeof(want) - 1);
+	CHECK(memcmp(got, want, sizeof(want) - 1) == 0);
+	CHECK_INT(recv(fd, got, sizeof(got), MSG_DONTWAIT), -1);
+	/* journald gone: the entry must not be lost */
+	close(fd);
+	unlink(sa.sun_path);
+	CHECK(strstr(capture(emit_journal_gone), "still written\n") != NULL);
+	exit(check_failures ? 1 : 0);
+}
+
+static void test_journal_native(void)
+{
+	pid_t pid;
+	int st;
+
+	if (unshare(CLONE_NEWNS) < 0) {
+		/* only root may; CI runs as root, so this runs there */
+		fprintf(stderr, "journal protocol test needs root (unshare: %s): not run\n",
+			strerror(errno));
+		return;
+	}
+	pid = fork();
+	if (pid == 0)
+		journal_child();
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st));
+	CHECK_INT(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
 	test_stderr_line();
@@ -137,5 +199,6 @@ int main(void)
 	test_journal_stream();
 	test_levels();
 	test_ratelimit();
+	test_journal_native();
 	return check_done();
 }
