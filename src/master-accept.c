@@ -155,7 +155,9 @@ void master_accept(struct master *m, const struct listener *l)
 	for (int i = 0; i < MASTER_ACCEPT_BATCH; i++) {
 		/* The length is in-out: it must be reset before every accept. */
 		struct addr peer = {.len = sizeof(peer.ss)};
-		int fd = accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_CLOEXEC);
+		/* Non-blocking as the worker wants it: one fcntl fewer there. */
+		int fd = accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len,
+				 SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 		if (fd < 0) {
 			if (errno == EAGAIN)

@@ -263,7 +263,8 @@ int worker_echo(int fd, uint64_t idle_usec, struct worker_stats *st)
 
 	*st = (struct worker_stats){.end = WORKER_ERROR};
 	flags = fcntl(fd, F_GETFL);
-	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+	/* The master accepts non-blocking: then there is nothing to set. */
+	if (flags < 0 || (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0))
 		st->error = err_last();
 	else if ((r = echo_setup(&e)) < 0)
 		st->error = r;
