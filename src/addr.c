@@ -208,6 +208,15 @@ int addr_format(const struct sockaddr *sa, char *buf, size_t len)
 	return n >= 0 && (size_t)n < len ? 0 : -ENOSPC;
 }
 
+unsigned addr_port(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	if (sa->sa_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+	return 0;
+}
+
 bool addr_equal(const struct addr *a, const struct addr *b)
 {
 	struct sockaddr_in a4, b4;

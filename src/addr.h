@@ -29,6 +29,10 @@ int addr_format(const struct sockaddr *sa, char *buf, size_t len);
  * and the port. Returns 0 or -errno. */
 int addr_host_port(const struct sockaddr *sa, char *host, size_t len, unsigned *port);
 
+/* The port in host order, 0 for a family without ports. No formatting: a
+ * forked worker calls it, and stdio would fault in pages it need not. */
+unsigned addr_port(const struct sockaddr *sa);
+
 /* Same family, address and port. */
 bool addr_equal(const struct addr *a, const struct addr *b);
 

@@ -67,7 +67,7 @@ static enum master_reject master_admit(const struct master *m, const struct addr
 static void master_refuse(struct master *m, int fd, const struct addr *peer,
 			  const struct listener *l, enum master_reject why)
 {
-	unsigned suppressed = 0, port = 0, lport = 0;
+	unsigned suppressed = 0, port = 0;
 
 	close(fd);
 	m->rejected[why]++;
@@ -75,11 +75,10 @@ static void master_refuse(struct master *m, int fd, const struct addr *peer,
 	if (!log_enabled(LOG_NOTICE) || !ratelimit_pass(&m->rl_reject, clock_usec(), &suppressed))
 		return;
 
-	char host[ADDR_STRLEN], lhost[ADDR_STRLEN], sport[8], slport[8], ssup[16];
+	char host[ADDR_STRLEN], sport[8], slport[8], ssup[16];
 	addr_host_port((const struct sockaddr *)&peer->ss, host, sizeof(host), &port);
-	addr_host_port((const struct sockaddr *)&l->addr.ss, lhost, sizeof(lhost), &lport);
 	snprintf(sport, sizeof(sport), "%u", port);
-	snprintf(slport, sizeof(slport), "%u", lport);
+	snprintf(slport, sizeof(slport), "%u", addr_port((const struct sockaddr *)&l->addr.ss));
 	snprintf(ssup, sizeof(ssup), "%u", suppressed);
 	const struct log_kv kv[] = {
 	    {"REMOTE_ADDR", host},  {"REMOTE_PORT", sport},
@@ -108,8 +107,6 @@ static void master_exhausted(struct master *m, const char *what, int err)
 static void master_spawn(struct master *m, int fd, const struct addr *peer,
 			 const struct listener *l)
 {
-	unsigned lport = 0;
-	char lhost[ADDR_STRLEN];
 	pid_t pid;
 
 	pid = fork();
@@ -120,11 +117,10 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 		close(m->rfd[0]);
 		if (m->tfd >= 0)
 			close(m->tfd);
-		addr_host_port((const struct sockaddr *)&l->addr.ss, lhost, sizeof(lhost), &lport);
 		const struct worker_conn c = {
 		    .fd = fd,
 		    .peer = *peer,
-		    .local_port = lport,
+		    .local_port = addr_port((const struct sockaddr *)&l->addr.ss),
 		    .idle_usec = m->cfg.idle_timeout_usec,
 		    .log_connections = m->cfg.log_connections,
 		    .totals = m->totals,

@@ -129,9 +129,14 @@ uint64_t notify_watchdog_usec(void)
 
 void notify_forget(void)
 {
-	unsetenv("NOTIFY_SOCKET");
-	unsetenv("WATCHDOG_USEC");
-	unsetenv("WATCHDOG_PID");
+	static const char *const vars[] = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"};
+
+	/* Every worker runs this: unsetenv writes to the environment (and
+	 * takes a lock) even for a variable that is not there, a copy-on-write
+	 * fault each time; looking first costs nothing. */
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		if (getenv(vars[i]))
+			unsetenv(vars[i]);
 }
 
 int notify_listen_fds(void)

@@ -252,6 +252,19 @@ static void test_round_trip(void)
 	}
 }
 
+static void test_port(void)
+{
+	struct addr a[2];
+	const char *why;
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+
+	CHECK_INT(addr_parse_listen("127.0.0.1:7007", a, &why), 1);
+	CHECK_INT(addr_port((struct sockaddr *)&a[0].ss), 7007);
+	CHECK_INT(addr_parse_listen("[::1]:65535", a, &why), 1);
+	CHECK_INT(addr_port((struct sockaddr *)&a[0].ss), 65535);
+	CHECK_INT(addr_port((struct sockaddr *)&un), 0);
+}
+
 int main(void)
 {
 	test_parse_good();
@@ -260,5 +273,6 @@ int main(void)
 	test_format();
 	test_equal_unmap();
 	test_round_trip();
+	test_port();
 	return check_done();
 }
