@@ -14,6 +14,7 @@
 #include "listen.h"
 #include "log.h"
 #include "master.h"
+#include "notify.h"
 
 static void usage(FILE *f)
 {
@@ -104,6 +105,7 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
+	notify_init();
 	/* Before any descriptor exists, so that no signal is lost or acted on
 	 * by default while starting. */
 	r = master_block_signals();

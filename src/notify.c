@@ -21,14 +21,23 @@
 #include "clock.h"
 #include "err.h"
 
+/* Taken from the environment once by notify_init, which also removes it
+ * there: workers are forked from the master and must not talk to systemd,
+ * and a worker that had to unset variables itself would pay copy-on-write
+ * faults on the environment for every connection. */
+static struct {
+	char socket[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+	uint64_t watchdog_usec;
+} notify_state;
+
 static int notify_send(const char *msg)
 {
-	const char *path = getenv("NOTIFY_SOCKET");
+	const char *path = notify_state.socket;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	size_t len;
 	int fd, r = 0;
 
-	if (!path || !*path)
+	if (!*path)
 		return 0;
 	len = strlen(path);
 	/* "@name" is an abstract socket: a leading NUL instead of the '@'. */
@@ -119,24 +128,23 @@ static bool notify_for_us(const char *pid_var)
 	return notify_env_number(pid_var) == (unsigned long long)getpid();
 }
 
-uint64_t notify_watchdog_usec(void)
+void notify_init(void)
 {
+	const char *path = getenv("NOTIFY_SOCKET");
+
+	if (path && strlen(path) < sizeof(notify_state.socket))
+		snprintf(notify_state.socket, sizeof(notify_state.socket), "%s", path);
 	/* WATCHDOG_PID is optional; when present it must be us. */
-	if (getenv("WATCHDOG_PID") && !notify_for_us("WATCHDOG_PID"))
-		return 0;
-	return notify_env_number("WATCHDOG_USEC");
+	if (!getenv("WATCHDOG_PID") || notify_for_us("WATCHDOG_PID"))
+		notify_state.watchdog_usec = notify_env_number("WATCHDOG_USEC");
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("WATCHDOG_PID");
 }
 
-void notify_forget(void)
+uint64_t notify_watchdog_usec(void)
 {
-	static const char *const vars[] = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"};
-
-	/* Every worker runs this: unsetenv writes to the environment (and
-	 * takes a lock) even for a variable that is not there, a copy-on-write
-	 * fault each time; looking first costs nothing. */
-	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
-		if (getenv(vars[i]))
-			unsetenv(vars[i]);
+	return notify_state.watchdog_usec;
 }
 
 int notify_listen_fds(void)

@@ -1,6 +1,7 @@
 /* Talking to the service manager: readiness, status, watchdog and the
  * sockets it passes. With log, the only module that knows systemd's
- * protocols. Without NOTIFY_SOCKET every call is a no-op returning 0. */
+ * protocols. Without NOTIFY_SOCKET (at notify_init) every call is a no-op
+ * returning 0. */
 #ifndef ECHOD_NOTIFY_H
 #define ECHOD_NOTIFY_H
 
@@ -17,9 +18,10 @@ int notify_watchdog(void);
 /* The watchdog interval asked for by WATCHDOG_USEC (for this pid), or 0. */
 uint64_t notify_watchdog_usec(void);
 
-/* Forgets the manager in a worker: unsets NOTIFY_SOCKET, WATCHDOG_USEC and
- * WATCHDOG_PID so that only the master ever talks to systemd. */
-void notify_forget(void);
+/* Takes NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID from the environment
+ * and removes them from it, so that only the master ever talks to systemd
+ * and no forked worker sees them. Call once, first thing. */
+void notify_init(void);
 
 /* Sockets passed by socket activation: returns how many (0 when none), the
  * first being fd 3. Unsets LISTEN_* so a re-exec or a child does not take

@@ -20,7 +20,6 @@
 #include "clock.h"
 #include "err.h"
 #include "log.h"
-#include "notify.h"
 
 /* Bytes read from the client and not yet written back are bounded by this
  * in read/write mode (a pipe bounds them in splice mode). */
@@ -406,7 +405,6 @@ _Noreturn void worker_run(const struct worker_conn *c)
 	uint64_t start;
 	int r;
 
-	notify_forget();
 	r = worker_signals();
 	start = clock_usec();
 	if (r < 0)

@@ -70,11 +70,11 @@ struct worker_report {
  * log_connections, at warning level for a local failure in any case. */
 void worker_report_log(const struct worker_report *r, bool log_connections);
 
-/* In the child right after fork, once the master's descriptors are closed:
- * forgets systemd, installs the SIGTERM flag handler, restores every other
- * disposition, echoes, after a drain keeps reading (and discarding) until the
- * client has everything, reports to the master (or logs itself) one entry (peer, bytes, duration,
- * reason) and leaves with _exit(0). Never returns. */
+/* In the child right after fork, once the master's descriptors are closed
+ * (systemd's variables are already gone: notify_init): installs the SIGTERM flag handler, restores
+ * every other disposition, echoes, after a drain keeps reading (and discarding) until the client
+ * has everything, reports to the master (or logs itself) one entry (peer, bytes, duration, reason)
+ * and leaves with _exit(0). Never returns. */
 _Noreturn void worker_run(const struct worker_conn *c);
 
 const char *worker_end_name(enum worker_end e);
