@@ -20,7 +20,7 @@ static const char *const master_reject_names[MASTER_REJECT_N] = {
     [MASTER_REJECT_FORK] = "fork_failed",
 };
 
-const char *master_reject_name(enum master_reject r)
+static const char *master_reject_name(enum master_reject r)
 {
 	return r < MASTER_REJECT_N ? master_reject_names[r] : "?";
 }
@@ -97,8 +97,10 @@ static void master_exhausted(struct master *m, const char *what, int err)
 {
 	unsigned suppressed = 0;
 
-	m->pause_until = clock_usec() + MASTER_PAUSE_USEC;
-	if (ratelimit_pass(&m->rl_resource, clock_usec(), &suppressed))
+	uint64_t now = clock_usec();
+
+	m->pause_until = now + MASTER_PAUSE_USEC;
+	if (ratelimit_pass(&m->rl_resource, now, &suppressed))
 		log_struct(LOG_WARNING, LOG_ID_RESOURCE, NULL, 0,
 			   "%s failed: %s; pausing accept for %llums (%u similar not logged)", what,
 			   strerror(err), MASTER_PAUSE_USEC / 1000, suppressed);

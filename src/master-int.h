@@ -65,13 +65,11 @@ struct master {
 
 /* master.c */
 void master_status(struct master *m);
-void master_on_reports(struct master *m);
 
 /* master-accept.c */
 void master_accept(struct master *m, const struct listener *l);
 int master_pfd_reserve(struct master *m, size_t n);
 void master_kill_one(const struct child *c, void *sig);
-const char *master_reject_name(enum master_reject r);
 
 /* master-reload.c */
 void master_reload(struct master *m);

@@ -231,7 +231,7 @@ static void master_on_signals(struct master *m)
 	}
 }
 
-void master_on_reports(struct master *m)
+static void master_on_reports(struct master *m)
 {
 	struct worker_report r[32];
 	ssize_t n;
