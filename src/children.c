@@ -6,8 +6,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
-#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 
 #define CHILDREN_INITIAL_CAP 64
@@ -35,6 +35,43 @@ static bool children_seeded;
 static bool children_over_load(size_t used, size_t cap)
 {
 	return used * 8 > cap * 5;
+}
+
+/* Under 1/8 full after a peak, a table shrinks, so that the master's memory
+ * comes back down. */
+static bool children_under_load(size_t n, size_t cap)
+{
+	return cap > CHILDREN_INITIAL_CAP && n * 8 < cap;
+}
+
+/* The size to shrink to: the smallest that leaves it at most 1/4 full, well
+ * clear of both limits. */
+static size_t children_shrunk_cap(size_t n, size_t cap)
+{
+	while (cap / 2 >= CHILDREN_INITIAL_CAP && n * 4 <= cap / 2)
+		cap /= 2;
+	return cap;
+}
+
+/* Zeroed memory for a table, outside the heap and left out of every fork
+ * (MADV_DONTFORK). Workers never look at these tables; shared with them,
+ * each of the master's writes after a fork would be a copy-on-write fault,
+ * and each fork would copy their page tables (megabytes at 10,000 workers).
+ * Should madvise fail, that is only the cost again, so it is not checked. */
+static void *children_mem_alloc(size_t n, size_t size)
+{
+	void *p = mmap(NULL, n * size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	(void)madvise(p, n * size, MADV_DONTFORK);
+	return p;
+}
+
+static void children_mem_free(void *p, size_t n, size_t size)
+{
+	if (p)
+		munmap(p, n * size);
 }
 
 static uint32_t children_pid_hash(pid_t pid)
@@ -158,18 +195,17 @@ static struct children_source *children_source_slot(struct children_source *tab,
 	return &tab[i];
 }
 
-/* Rebuilds without tombstones, doubling when live entries alone fill half. */
-static int children_source_rehash(struct children *t)
+/* Rebuilds at cap slots without tombstones. */
+static int children_source_rehash(struct children *t, size_t cap)
 {
-	size_t cap = (t->src_n + 1) * 2 > t->src_cap ? t->src_cap * 2 : t->src_cap;
-	struct children_source *tab = calloc(cap, sizeof(*tab));
+	struct children_source *tab = children_mem_alloc(cap, sizeof(*tab));
 
 	if (!tab)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->src_cap; i++)
 		if (t->src[i].state == SOURCE_LIVE)
 			*children_source_slot(tab, cap, &t->src[i].key) = t->src[i];
-	free(t->src);
+	children_mem_free(t->src, t->src_cap, sizeof(*t->src));
 	t->src = tab;
 	t->src_cap = cap;
 	t->src_used = t->src_n;
@@ -187,7 +223,9 @@ static int children_source_inc(struct children *t, const struct children_source_
 		return 0;
 	}
 	if (children_over_load(t->src_used + 1, t->src_cap)) {
-		r = children_source_rehash(t);
+		/* doubling only when live entries alone fill half */
+		r = children_source_rehash(t, (t->src_n + 1) * 2 > t->src_cap ? t->src_cap * 2
+									      : t->src_cap);
 		if (r < 0)
 			return r;
 	}
@@ -206,6 +244,9 @@ static void children_source_dec(struct children *t, const struct children_source
 	if (i != SIZE_MAX && --t->src[i].count == 0) {
 		t->src[i].state = SOURCE_TOMB;
 		t->src_n--;
+		/* Without memory the bigger table just stays. */
+		if (children_under_load(t->src_n, t->src_cap))
+			(void)children_source_rehash(t, children_shrunk_cap(t->src_n, t->src_cap));
 	}
 }
 
@@ -219,17 +260,16 @@ static size_t children_pid_slot(const struct child *slots, size_t cap, pid_t pid
 	return i;
 }
 
-static int children_pid_grow(struct children *t)
+static int children_pid_resize(struct children *t, size_t cap)
 {
-	size_t cap = t->cap * 2;
-	struct child *slots = calloc(cap, sizeof(*slots));
+	struct child *slots = children_mem_alloc(cap, sizeof(*slots));
 
 	if (!slots)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->cap; i++)
 		if (t->slots[i].pid != 0)
 			slots[children_pid_slot(slots, cap, t->slots[i].pid)] = t->slots[i];
-	free(t->slots);
+	children_mem_free(t->slots, t->cap, sizeof(*t->slots));
 	t->slots = slots;
 	t->cap = cap;
 	return 0;
@@ -265,21 +305,21 @@ int children_init(struct children *t)
 			memset(children_seed, 0, sizeof(children_seed));
 		children_seeded = true;
 	}
-	t->slots = calloc(CHILDREN_INITIAL_CAP, sizeof(*t->slots));
-	t->src = calloc(CHILDREN_INITIAL_CAP, sizeof(*t->src));
+	t->cap = CHILDREN_INITIAL_CAP;
+	t->src_cap = CHILDREN_INITIAL_CAP;
+	t->slots = children_mem_alloc(t->cap, sizeof(*t->slots));
+	t->src = children_mem_alloc(t->src_cap, sizeof(*t->src));
 	if (!t->slots || !t->src) {
 		children_free(t);
 		return -ENOMEM;
 	}
-	t->cap = CHILDREN_INITIAL_CAP;
-	t->src_cap = CHILDREN_INITIAL_CAP;
 	return 0;
 }
 
 void children_free(struct children *t)
 {
-	free(t->slots);
-	free(t->src);
+	children_mem_free(t->slots, t->cap, sizeof(*t->slots));
+	children_mem_free(t->src, t->src_cap, sizeof(*t->src));
 	*t = (struct children){0};
 }
 
@@ -299,7 +339,7 @@ int children_add(struct children *t, pid_t pid, const struct sockaddr *peer, uin
 	if (t->slots[i].pid == pid)
 		return -EEXIST;
 	if (children_over_load(t->n + 1, t->cap)) {
-		r = children_pid_grow(t);
+		r = children_pid_resize(t, t->cap * 2);
 		if (r < 0)
 			return r;
 		i = children_pid_slot(t->slots, t->cap, pid);
@@ -330,6 +370,9 @@ int children_remove(struct children *t, pid_t pid, struct child *out)
 		*out = t->slots[i];
 	children_pid_delete(t, i);
 	t->n--;
+	/* Without memory the bigger table just stays. */
+	if (children_under_load(t->n, t->cap))
+		(void)children_pid_resize(t, children_shrunk_cap(t->n, t->cap));
 	return 0;
 }
 
