@@ -109,25 +109,30 @@ static void master_exhausted(struct master *m, const char *what, int err)
 static void master_spawn(struct master *m, int fd, const struct addr *peer,
 			 const struct listener *l)
 {
+	/* Everything the worker needs is copied out first: *m is not mapped in
+	 * the child (master_run). */
+	const struct worker_conn c = {
+	    .fd = fd,
+	    .peer = *peer,
+	    .local_port = addr_port((const struct sockaddr *)&l->addr.ss),
+	    /* the worker must not read the clock itself (see worker_echo) */
+	    .start_usec = clock_usec(),
+	    .idle_usec = m->cfg.idle_timeout_usec,
+	    .log_connections = m->cfg.log_connections,
+	    .report_fd = m->rfd[1],
+	};
+	const struct listener *lv = m->ls.v;
+	const size_t ln = m->ls.n;
+	const int own[] = {m->sfd, m->rfd[0], m->tfd};
 	pid_t pid;
 
 	pid = fork();
 	if (pid == 0) {
-		for (size_t i = 0; i < m->ls.n; i++)
-			close(m->ls.v[i].fd);
-		close(m->sfd);
-		close(m->rfd[0]);
-		if (m->tfd >= 0)
-			close(m->tfd);
-		const struct worker_conn c = {
-		    .fd = fd,
-		    .peer = *peer,
-		    .local_port = addr_port((const struct sockaddr *)&l->addr.ss),
-		    .idle_usec = m->cfg.idle_timeout_usec,
-		    .log_connections = m->cfg.log_connections,
-		    .totals = m->totals,
-		    .report_fd = m->rfd[1],
-		};
+		for (size_t i = 0; i < ln; i++)
+			close(lv[i].fd);
+		for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+			if (own[i] >= 0)
+				close(own[i]);
 		worker_run(&c);
 	}
 	if (pid < 0) {
@@ -137,7 +142,7 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 		return;
 	}
 	close(fd);
-	if (children_add(&m->kids, pid, (const struct sockaddr *)&peer->ss, clock_usec()) < 0) {
+	if (children_add(&m->kids, pid, (const struct sockaddr *)&peer->ss, c.start_usec) < 0) {
 		/* Without a table entry it could not be counted against the limits;
 		 * refusing it is the only safe answer. */
 		log_err("out of memory recording worker %ld; ending it", (long)pid);

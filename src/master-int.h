@@ -60,7 +60,7 @@ struct master {
 	unsigned reloads;
 	char reload_status[CONFIG_ERR_MAX + 32]; /* "reload 3 ok" / "reload 4 failed: ..." */
 	struct ratelimit rl_reject, rl_resource;
-	struct worker_totals *totals; /* shared with workers */
+	uint64_t bytes_in, bytes_out; /* of finished connections, from the reports */
 };
 
 /* master.c */

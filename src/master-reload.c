@@ -54,8 +54,7 @@ void master_stats(struct master *m)
 	char v[16][24];
 	struct log_kv kv[16];
 	uint64_t rejected = 0, up = clock_usec() - m->start_usec;
-	uint64_t in = __atomic_load_n(&m->totals->bytes_in, __ATOMIC_RELAXED);
-	uint64_t out = __atomic_load_n(&m->totals->bytes_out, __ATOMIC_RELAXED);
+	uint64_t in = m->bytes_in, out = m->bytes_out;
 	size_t k = 0;
 
 #define STAT(key, val)                                                                             \

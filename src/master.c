@@ -42,10 +42,12 @@ int master_block_signals(void)
 	sigset_t set;
 
 	master_sigset(&set);
-	/* Nothing of ours writes to a socket in the master, but stderr may be
-	 * a pipe whose reader went away. */
+	/* stderr may be a pipe whose reader went away; and workers inherit
+	 * this, so that a vanished client is an EPIPE to log, not a death. */
 	signal(SIGPIPE, SIG_IGN);
-	return sigprocmask(SIG_BLOCK, &set, NULL) < 0 ? err_last() : 0;
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return err_last();
+	return worker_signals_init(&set);
 }
 
 void master_status(struct master *m)
@@ -239,8 +241,11 @@ static void master_on_reports(struct master *m)
 	/* Writes of one report are atomic, so the pipe only ever holds whole
 	 * reports and a read of whole reports returns whole reports. */
 	while ((n = read(m->rfd[0], r, sizeof(r))) > 0)
-		for (size_t i = 0; i < (size_t)n / sizeof(r[0]); i++)
+		for (size_t i = 0; i < (size_t)n / sizeof(r[0]); i++) {
+			m->bytes_in += r[i].st.bytes_in;
+			m->bytes_out += r[i].st.bytes_out;
 			worker_report_log(&r[i], m->cfg.log_connections);
+		}
 }
 
 static int master_poll_timeout(const struct master *m, uint64_t now)
@@ -315,61 +320,68 @@ static int master_loop(struct master *m)
 
 int master_run(const struct master_opts *o, struct config *cfg, struct listen_set *ls)
 {
-	struct master m = {.o = o, .cfg = *cfg, .ls = *ls, .sfd = -1, .tfd = -1, .rfd = {-1, -1}};
+	/* Outside the stack and left out of every fork, like the child table
+	 * (children.c): the master writes here after each fork, and a page
+	 * shared with the new worker would make each such write a copy-on-write
+	 * fault. The worker must therefore never touch it (master_spawn). */
+	struct master *m =
+	    mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	sigset_t set;
 	int r;
 
+	if (m == MAP_FAILED) {
+		log_err("cannot set up the event loop: %s", strerror(errno));
+		return EXIT_OSERR;
+	}
+	(void)madvise(m, sizeof(*m), MADV_DONTFORK);
+	*m = (struct master){.o = o, .cfg = *cfg, .ls = *ls, .sfd = -1, .tfd = -1, .rfd = {-1, -1}};
 	*cfg = (struct config){0};
 	*ls = (struct listen_set){0};
-	m.start_usec = clock_usec();
-	m.rl_reject = (struct ratelimit){.interval_usec = 5000000u, .burst = 10};
-	m.rl_resource = (struct ratelimit){.interval_usec = 5000000u, .burst = 3};
+	m->start_usec = clock_usec();
+	m->rl_reject = (struct ratelimit){.interval_usec = 5000000u, .burst = 10};
+	m->rl_resource = (struct ratelimit){.interval_usec = 5000000u, .burst = 3};
 	master_sigset(&set);
-	m.sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	/* Workers add their byte counts here as they end, for SIGUSR1. */
-	m.totals = mmap(NULL, sizeof(*m.totals), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-			-1, 0);
-	r = children_init(&m.kids);
+	m->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	r = children_init(&m->kids);
 	/* A pipe, not a datagram socket: writes up to PIPE_BUF are atomic and
 	 * the queue is bounded by bytes, not by a count of ten datagrams. What
-	 * does not fit in a burst is logged by the worker itself. */
-	if (r == 0 && pipe2(m.rfd, O_CLOEXEC | O_NONBLOCK) < 0)
+	 * does not fit is logged by the worker itself (worker_run). */
+	if (r == 0 && pipe2(m->rfd, O_CLOEXEC | O_NONBLOCK) < 0)
 		r = err_last();
 	if (r == 0)
-		fcntl(m.rfd[1], F_SETPIPE_SZ, 1 << 20);
-	if (m.sfd < 0 || m.totals == MAP_FAILED || r < 0) {
+		fcntl(m->rfd[1], F_SETPIPE_SZ, 1 << 20);
+	if (m->sfd < 0 || r < 0) {
 		log_err("cannot set up the event loop: %s", strerror(errno));
 		r = EXIT_OSERR;
 		goto out;
 	}
-	m.watchdog_usec = notify_watchdog_usec();
-	m.watchdog_next = m.start_usec + m.watchdog_usec / 2;
+	m->watchdog_usec = notify_watchdog_usec();
+	m->watchdog_next = m->start_usec + m->watchdog_usec / 2;
 
 	char spid[16];
 	snprintf(spid, sizeof(spid), "%ld", (long)getpid());
 	const struct log_kv kv[] = {{"MAIN_PID", spid}};
 	log_struct(LOG_INFO, LOG_ID_STARTED, kv, 1, "echod %s started", ECHOD_VERSION);
 	notify_ready();
-	master_status(&m);
+	master_status(m);
 
-	r = master_loop(&m);
+	r = master_loop(m);
 	/* Every worker sent its report before it exited: take the last ones. */
-	master_on_reports(&m);
+	master_on_reports(m);
 	log_struct(LOG_INFO, LOG_ID_STOPPED, NULL, 0, "stopped after serving %llu connection(s)",
-		   (unsigned long long)m.accepted);
+		   (unsigned long long)m->accepted);
 out:
-	if (m.sfd >= 0)
-		close(m.sfd);
-	if (m.tfd >= 0)
-		close(m.tfd);
+	if (m->sfd >= 0)
+		close(m->sfd);
+	if (m->tfd >= 0)
+		close(m->tfd);
 	for (int i = 0; i < 2; i++)
-		if (m.rfd[i] >= 0)
-			close(m.rfd[i]);
-	if (m.totals != MAP_FAILED && m.totals)
-		munmap(m.totals, sizeof(*m.totals));
-	free(m.pfd);
-	listen_close(&m.ls);
-	children_free(&m.kids);
-	config_free(&m.cfg);
+		if (m->rfd[i] >= 0)
+			close(m->rfd[i]);
+	free(m->pfd);
+	listen_close(&m->ls);
+	children_free(&m->kids);
+	config_free(&m->cfg);
+	munmap(m, sizeof(*m));
 	return r;
 }

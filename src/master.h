@@ -14,8 +14,9 @@ struct master_opts {
 	bool debug; /* -d: log level debug whatever the config says, across reloads */
 };
 
-/* Blocks the signals the loop handles; call before any fd is created, so
- * that no signal is lost between start-up and the first wait. */
+/* Blocks the signals the loop handles and sets up the workers' (see
+ * worker_signals_init); call before any fd is created, so that no signal is
+ * lost between start-up and the first wait. */
 int master_block_signals(void);
 
 /* Runs the loop until drained or stopped. Takes ownership of *cfg and *ls.

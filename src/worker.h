@@ -2,6 +2,7 @@
 #ifndef ECHOD_WORKER_H
 #define ECHOD_WORKER_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -23,46 +24,41 @@ struct worker_stats {
 	int error; /* -errno behind WORKER_ERROR / WORKER_RESET, else 0 */
 };
 
-/* Totals that every worker adds to as it ends, kept in a shared mapping the
- * master created before forking (for SIGUSR1 statistics). */
-struct worker_totals {
-	uint64_t bytes_in;
-	uint64_t bytes_out;
-};
-
-/* Set by the SIGTERM handler that worker_run installs; worker_echo checks it
+/* Set by the SIGTERM handler (worker_signals_init); worker_echo checks it
  * after each wait. Exposed for the unit tests. */
 extern volatile int worker_stop_requested;
 
-/* The echo loop on a connected socket (made non-blocking here): copies what
- * arrives back to the sender until EOF (then sends what is owed and shuts
- * down the write side), an error, idle_usec without progress (0 = never), or
- * worker_stop_requested (then flushes what it owes, for at most a couple of
- * seconds, and shuts down the write side). Waits only in ppoll() with SIGTERM
- * unblocked, so a SIGTERM interrupts a wait and nothing else. Uses splice
- * through a pipe when the socket allows it, else read/write. Always returns 0
- * and fills *st (failures are st->end WORKER_ERROR with st->error); the
- * socket is left open. */
+/* The echo loop on a connected, non-blocking socket (the master accepts with
+ * SOCK_NONBLOCK): copies what arrives back to the sender until EOF (after
+ * sending everything owed), an error, idle_usec without progress (0 =
+ * never), or worker_stop_requested (then flushes what it owes, for at most a
+ * couple of seconds). Ending the connection (FIN or close) is the caller's.
+ * Waits only in ppoll(), which lets SIGTERM in and nothing else the master
+ * blocks, so a SIGTERM interrupts a wait. Small exchanges go through read and
+ * write; once a read fills the small buffer, splice through a pipe takes over
+ * where the socket allows it. Always returns 0 and fills *st (failures are
+ * st->end WORKER_ERROR with st->error); the socket is left open. */
 int worker_echo(int fd, uint64_t idle_usec, struct worker_stats *st);
 
 struct worker_conn {
 	int fd;
 	struct addr peer;
 	unsigned local_port;
+	uint64_t start_usec; /* CLOCK_MONOTONIC at accept, for the duration */
 	uint64_t idle_usec;
 	bool log_connections;
-	struct worker_totals *totals; /* may be NULL */
-	int report_fd;		      /* datagram socket to the master, or -1: log directly */
+	int report_fd; /* the master's report pipe, or -1: log directly */
 };
 
-/* What a worker tells the master as it ends, so that the long-lived master
- * writes the entry: journald attributes an entry to its unit by reading the
- * sender's /proc, which a worker that has just exited no longer has. */
+/* What every worker tells the master as it ends: the master sums the byte
+ * counts, and writes the entry, because journald attributes an entry to its
+ * unit by reading the sender's /proc, which a worker that has just exited no
+ * longer has. */
 struct worker_report {
 	pid_t pid;
 	struct addr peer;
 	unsigned local_port;
-	uint64_t duration_usec;
+	uint64_t start_usec; /* the duration is taken when the entry is written */
 	struct worker_stats st;
 };
 
@@ -70,11 +66,22 @@ struct worker_report {
  * log_connections, at warning level for a local failure in any case. */
 void worker_report_log(const struct worker_report *r, bool log_connections);
 
+/* Called by the master once, with the signals it blocks (and reads from a
+ * signalfd) already blocked, before it forks any worker. Installs the SIGTERM
+ * flag handler: the master never runs it, since SIGTERM stays blocked there,
+ * but every worker inherits it and need not make a system call for its
+ * signals. A worker keeps the master's mask too, so the signals meant for the
+ * master (SIGHUP, SIGINT, SIGUSR1, SIGQUIT, which Ctrl-C or a unit-wide kill
+ * deliver to the whole group) stay pending in it and cannot cut a live
+ * connection; its ppoll lets only SIGTERM in. Returns 0 or -errno. */
+int worker_signals_init(const sigset_t *blocked);
+
 /* In the child right after fork, once the master's descriptors are closed
- * (systemd's variables are already gone: notify_init): installs the SIGTERM flag handler, restores
- * every other disposition, echoes, after a drain keeps reading (and discarding) until the client
- * has everything, reports to the master (or logs itself) one entry (peer, bytes, duration, reason)
- * and leaves with _exit(0). Never returns. */
+ * (systemd's variables are already gone: notify_init; the signals are set:
+ * worker_signals_init): echoes, after a drain keeps reading (and discarding)
+ * until the client has everything, reports to the master (or logs itself)
+ * one entry (peer, bytes, duration, reason) and leaves with _exit(0). Never
+ * returns. */
 _Noreturn void worker_run(const struct worker_conn *c);
 
 const char *worker_end_name(enum worker_end e);

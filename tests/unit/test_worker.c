@@ -67,7 +67,8 @@ static int stream_check(const unsigned char *buf, uint64_t pos, size_t n)
 	return memcmp(buf, want, n) == 0;
 }
 
-/* fds[0] goes to the worker, fds[1] (non-blocking) to the test's peer. A
+/* fds[0] goes to the worker, fds[1] to the test's peer, both non-blocking
+ * (the master accepts so, and worker_echo relies on it). A
  * peer_rcvbuf is set before connecting, so that TCP's window follows it (a
  * unix socket is limited by its sender's buffer instead). */
 static void make_pair(enum kind k, int fds[2], int peer_rcvbuf)
@@ -95,7 +96,7 @@ static void make_pair(enum kind k, int fds[2], int peer_rcvbuf)
 			fail("accept");
 		close(l);
 	}
-	if (fcntl(fds[1], F_SETFL, O_NONBLOCK) < 0)
+	if (fcntl(fds[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(fds[1], F_SETFL, O_NONBLOCK) < 0)
 		fail("O_NONBLOCK");
 }
 
@@ -251,6 +252,9 @@ static void *run_main(void *arg)
 	struct run *r = arg;
 
 	r->ret = worker_echo(r->fd, r->idle_usec, &r->st);
+	/* what worker_run's close does, with the test still holding the fd */
+	if (r->st.end == WORKER_EOF || r->st.end == WORKER_DRAINED)
+		shutdown(r->fd, SHUT_WR);
 	r->ended = clock_usec();
 	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
 	return NULL;
@@ -296,8 +300,8 @@ static void test_one_byte(enum kind k)
 	run_start(&r, fds[0], 0);
 	CHECK_INT(peer_send(fds[1], 0, 1), 0);
 	CHECK_INT(peer_recv(fds[1], 0, 1), 0);
-	/* the hot path splices through one pipe that lives as long as the loop */
-	CHECK_INT(count_pipes(), pipes + 2);
+	/* a small exchange costs no pipe */
+	CHECK_INT(count_pipes(), pipes);
 	CHECK_INT(shutdown(fds[1], SHUT_WR), 0);
 	CHECK_INT(peer_recv_to_eof(fds[1], 1), 0);
 	run_join(&r);
@@ -305,6 +309,37 @@ static void test_one_byte(enum kind k)
 	CHECK_INT(r.st.bytes_in, 1);
 	CHECK_INT(r.st.bytes_out, 1);
 	CHECK_INT(r.st.error, 0);
+	CHECK_INT(count_pipes(), pipes);
+	close_pair(fds);
+}
+
+/* Small messages go by read and write; the first read that fills the small
+ * buffer moves the connection to splice through one pipe, which lives as
+ * long as the loop. */
+static void test_to_splice(enum kind k)
+{
+	const size_t small = 100, big = 64 * 1024;
+	int fds[2], pipes = count_pipes();
+	struct run r;
+
+	make_pair(k, fds, 0);
+	run_start(&r, fds[0], 0);
+	for (int i = 0; i < 3; i++) {
+		CHECK_INT(peer_send(fds[1], i * small, small), 0);
+		CHECK_INT(peer_recv(fds[1], i * small, small), 0);
+		CHECK_INT(count_pipes(), pipes);
+	}
+	CHECK_INT(peer_send(fds[1], 3 * small, big), 0);
+	CHECK_INT(peer_recv(fds[1], 3 * small, big), 0);
+	CHECK_INT(count_pipes(), pipes + 2);
+	/* and the stream goes on intact after the switch */
+	CHECK_INT(peer_send(fds[1], 3 * small + big, small), 0);
+	CHECK_INT(shutdown(fds[1], SHUT_WR), 0);
+	CHECK_INT(peer_recv_to_eof(fds[1], 3 * small + big), small);
+	run_join(&r);
+	CHECK_INT(r.st.end, WORKER_EOF);
+	CHECK_INT(r.st.bytes_in, 4 * small + big);
+	CHECK_INT(r.st.bytes_out, 4 * small + big);
 	CHECK_INT(count_pipes(), pipes);
 	close_pair(fds);
 }
@@ -652,7 +687,10 @@ static void test_fallback(enum kind k, int (*deny)(int), int arg)
 }
 
 /* worker_run in a child set up as the master leaves it: the master's
- * signals blocked, SIGPIPE ignored. Its stderr goes to *log_fd. */
+ * signals blocked, SIGPIPE ignored, worker_signals_init done. Its stderr goes
+ * to *log_fd. */
+static const int master_sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1};
+
 static pid_t run_child(const struct worker_conn *c, int peer, int *log_fd)
 {
 	int lp[2];
@@ -666,13 +704,15 @@ static pid_t run_child(const struct worker_conn *c, int peer, int *log_fd)
 	if (pid == 0) {
 		sigset_t master;
 
-		/* as the master leaves things: signals blocked, SIGPIPE ignored */
+		/* as master_block_signals leaves things */
 		sigemptyset(&master);
-		for (int sig = 1; sig < 32; sig++)
-			sigaddset(&master, sig);
+		for (size_t i = 0; i < sizeof(master_sigs) / sizeof(master_sigs[0]); i++)
+			sigaddset(&master, master_sigs[i]);
 		sigprocmask(SIG_SETMASK, &master, NULL);
 		signal(SIGPIPE, SIG_IGN);
 		signal(SIGUSR2, SIG_DFL); /* this test's own handler; the master has none */
+		if (worker_signals_init(&master) < 0)
+			_exit(5);
 		close(peer);
 		dup2(lp[1], STDERR_FILENO);
 		log_setup(LOG_TARGET_STDERR, LOG_INFO);
@@ -736,19 +776,15 @@ static int log_has(const char *log, const char *fmt, ...)
 /* SIGTERM ends a live connection cleanly; one entry tells how it went. */
 static void test_run_sigterm(void)
 {
-	struct worker_totals *tot =
-	    mmap(NULL, sizeof(*tot), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct sockaddr_in local;
 	socklen_t len = sizeof(local);
-	struct worker_conn c = {.log_connections = true, .totals = tot, .report_fd = -1};
+	struct worker_conn c = {
+	    .log_connections = true, .report_fd = -1, .start_usec = clock_usec()};
 	int fds[2], log_fd;
 	unsigned rport;
 	pid_t pid;
 	char *log;
 
-	if (tot == MAP_FAILED)
-		fail("mmap");
-	*tot = (struct worker_totals){.bytes_in = 1000, .bytes_out = 2000};
 	make_pair(KIND_TCP, fds, 0);
 	c.fd = fds[0];
 	c.peer.len = sizeof(c.peer.ss);
@@ -759,14 +795,22 @@ static void test_run_sigterm(void)
 	rport = ntohs(((struct sockaddr_in *)&c.peer.ss)->sin_port);
 	pid = run_child(&c, fds[1], &log_fd);
 	close(fds[0]);
-	CHECK_INT(peer_send(fds[1], 0, 10), 0);
-	CHECK_INT(peer_recv(fds[1], 0, 10), 0);
-	/* the echo came, so the signals are set: only SIGTERM caught; SIGPIPE
-	 * and the master's SIGHUP, SIGINT, SIGUSR1 ignored */
+	CHECK_INT(peer_send(fds[1], 0, 5), 0);
+	CHECK_INT(peer_recv(fds[1], 0, 5), 0);
+	/* Only SIGTERM is caught and SIGPIPE ignored; the master's other
+	 * signals, sent to the whole group by Ctrl-C or a unit-wide kill, stay
+	 * blocked and pending and cut nothing. */
 	CHECK_INT(proc_status_mask(pid, "SigCgt"), 1ull << (SIGTERM - 1));
-	CHECK_INT(proc_status_mask(pid, "SigIgn"),
-		  (1ull << (SIGPIPE - 1)) | (1ull << (SIGHUP - 1)) | (1ull << (SIGINT - 1)) |
-		      (1ull << (SIGUSR1 - 1)));
+	CHECK_INT(proc_status_mask(pid, "SigIgn"), 1ull << (SIGPIPE - 1));
+	kill(pid, SIGHUP);
+	kill(pid, SIGINT);
+	kill(pid, SIGUSR1);
+	kill(pid, SIGQUIT);
+	CHECK_INT(peer_send(fds[1], 5, 5), 0);
+	CHECK_INT(peer_recv(fds[1], 5, 5), 0);
+	CHECK_INT(proc_status_mask(pid, "ShdPnd") | proc_status_mask(pid, "SigPnd"),
+		  (1ull << (SIGHUP - 1)) | (1ull << (SIGINT - 1)) | (1ull << (SIGUSR1 - 1)) |
+		      (1ull << (SIGQUIT - 1)));
 	kill(pid, SIGTERM);
 	CHECK_INT(peer_recv_to_eof(fds[1], 10), 0);
 	CHECK_INT(child_wait(pid), 0);
@@ -778,10 +822,7 @@ static void test_run_sigterm(void)
 	CHECK(log_has(log, "bytes_in=10 bytes_out=10 duration_usec="));
 	CHECK(log_has(log, "close_reason=drained worker_pid=%ld", (long)pid));
 	CHECK(*log && strchr(log, '\n') == log + strlen(log) - 1); /* one entry */
-	CHECK_INT(tot->bytes_in, 1010);
-	CHECK_INT(tot->bytes_out, 2010);
 	close(fds[1]);
-	munmap(tot, sizeof(*tot));
 }
 
 /* Idle: the child closes, so the client sees EOF. */
@@ -803,10 +844,28 @@ static void test_run_idle(void)
 	close(fds[1]);
 }
 
-/* With a report pipe the worker hands its entry to the master instead of
- * writing it; with the pipe full it writes the entry itself. */
-static void test_run_report(int pipe_full)
+enum report_pipe { PIPE_ROOM, PIPE_FULL, PIPE_FREED };
+
+/* The report of the worker in pid, from the pipe's remaining reports. */
+static int find_report(int fd, pid_t pid, struct worker_report *out)
 {
+	struct worker_report r;
+
+	while (read(fd, &r, sizeof(r)) == (ssize_t)sizeof(r))
+		if (r.pid == pid) {
+			*out = r;
+			return 1;
+		}
+	return 0;
+}
+
+/* With a report pipe the worker hands its entry to the master instead of
+ * writing it; with the pipe full it waits a while for room (the master
+ * catching up), and then writes the entry itself. */
+static void test_run_report(enum report_pipe mode)
+{
+	/* whole reports, over two pages: at least one pipe slot comes free */
+	struct worker_report junk[8192 / sizeof(struct worker_report) + 1];
 	struct worker_conn c = {.log_connections = true, .local_port = 7};
 	struct worker_report r = {0};
 	int fds[2], rp[2], log_fd;
@@ -814,7 +873,7 @@ static void test_run_report(int pipe_full)
 
 	if (pipe2(rp, O_CLOEXEC | O_NONBLOCK) < 0)
 		fail("pipe");
-	while (pipe_full && write(rp[1], &r, sizeof(r)) == (ssize_t)sizeof(r))
+	while (mode != PIPE_ROOM && write(rp[1], &r, sizeof(r)) == (ssize_t)sizeof(r))
 		;
 	make_pair(KIND_UNIX, fds, 0);
 	c.fd = fds[0];
@@ -825,13 +884,16 @@ static void test_run_report(int pipe_full)
 	CHECK_INT(peer_send(fds[1], 0, 5), 0);
 	CHECK_INT(shutdown(fds[1], SHUT_WR), 0);
 	CHECK_INT(peer_recv_to_eof(fds[1], 0), 5);
+	if (mode == PIPE_FREED) {
+		usleep(200000); /* the worker is waiting by now */
+		CHECK(read(rp[0], junk, sizeof(junk)) > 0);
+	}
 	CHECK_INT(child_wait(pid), 0);
-	if (pipe_full) {
+	if (mode == PIPE_FULL) {
 		CHECK(log_has(read_log(log_fd), "closed (eof): 5 bytes in, 5 out"));
 	} else {
 		CHECK_STR(read_log(log_fd), "");
-		CHECK_INT(read(rp[0], &r, sizeof(r)), sizeof(r));
-		CHECK_INT(r.pid, pid);
+		CHECK(find_report(rp[0], pid, &r));
 		CHECK_INT(r.local_port, 7);
 		CHECK_INT(r.st.end, WORKER_EOF);
 		CHECK_INT(r.st.bytes_in, 5);
@@ -841,30 +903,34 @@ static void test_run_report(int pipe_full)
 	close(fds[1]);
 }
 
-/* With connections = no a normal end writes nothing, but still counts. */
+/* With connections = no a normal end logs nothing, but still reports: the
+ * master's byte totals are the sum of the reports. */
 static void test_run_quiet(void)
 {
-	struct worker_totals *tot =
-	    mmap(NULL, sizeof(*tot), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	struct worker_conn c = {.totals = tot, .report_fd = -1};
-	int fds[2], log_fd;
+	struct worker_conn c = {.report_fd = -1};
+	struct worker_report r = {0};
+	int fds[2], rp[2], log_fd;
 	pid_t pid;
 
-	if (tot == MAP_FAILED)
-		fail("mmap");
+	if (pipe2(rp, O_CLOEXEC | O_NONBLOCK) < 0)
+		fail("pipe");
 	make_pair(KIND_UNIX, fds, 0);
 	c.fd = fds[0];
+	c.report_fd = rp[1];
 	pid = run_child(&c, fds[1], &log_fd);
 	close(fds[0]);
+	close(rp[1]);
 	CHECK_INT(peer_send(fds[1], 0, 7), 0);
 	CHECK_INT(shutdown(fds[1], SHUT_WR), 0);
 	CHECK_INT(peer_recv_to_eof(fds[1], 0), 7);
 	CHECK_INT(child_wait(pid), 0);
 	CHECK_STR(read_log(log_fd), "");
-	CHECK_INT(tot->bytes_in, 7);
-	CHECK_INT(tot->bytes_out, 7);
+	CHECK_INT(read(rp[0], &r, sizeof(r)), sizeof(r));
+	CHECK_INT(r.pid, pid);
+	CHECK_INT(r.st.bytes_in, 7);
+	CHECK_INT(r.st.bytes_out, 7);
+	close(rp[0]);
 	close(fds[1]);
-	munmap(tot, sizeof(*tot));
 }
 
 /* A local failure is a warning, even with connections = no. */
@@ -911,6 +977,7 @@ int main(void)
 	for (enum kind k = KIND_UNIX; k <= KIND_TCP; k++) {
 		fprintf(stderr, "over %s\n", kind_name[k]);
 		test_one_byte(k);
+		test_to_splice(k);
 		test_bulk(k, 8 * MIB, 0);
 		test_bulk(k, MIB, 1);
 		test_half_close(k);
@@ -928,8 +995,9 @@ int main(void)
 	test_run_sigterm();
 	test_run_idle();
 	test_run_quiet();
-	test_run_report(0);
-	test_run_report(1);
+	test_run_report(PIPE_ROOM);
+	test_run_report(PIPE_FULL);
+	test_run_report(PIPE_FREED);
 	test_run_error();
 	test_end_names();
 	return check_done();
