@@ -4,16 +4,23 @@
 #ifndef ECHOD_CHILDREN_H
 #define ECHOD_CHILDREN_H
 
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "addr.h"
+/* An IPv4 or IPv6 peer in 28 bytes: sockaddr_storage's 128 would make up
+ * most of the table, one entry per worker. */
+union child_peer {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
 
 struct child {
 	pid_t pid;
-	struct addr peer;    /* IPv4-mapped addresses already unmapped */
-	uint64_t start_usec; /* CLOCK_MONOTONIC */
+	union child_peer peer; /* IPv4-mapped addresses already unmapped */
+	uint64_t start_usec;   /* CLOCK_MONOTONIC */
 };
 
 struct children_source; /* per-source count, private */

@@ -79,8 +79,8 @@ static void master_reap(struct master *m)
 
 		char spid[16], sig[24], peer[ADDR_STRLEN], host[ADDR_STRLEN];
 		unsigned port = 0;
-		addr_format((struct sockaddr *)&c.peer.ss, peer, sizeof(peer));
-		addr_host_port((struct sockaddr *)&c.peer.ss, host, sizeof(host), &port);
+		addr_format(&c.peer.sa, peer, sizeof(peer));
+		addr_host_port(&c.peer.sa, host, sizeof(host), &port);
 		snprintf(spid, sizeof(spid), "%ld", (long)pid);
 		if (WIFSIGNALED(st)) {
 			const char *abbrev = sigabbrev_np(WTERMSIG(st));

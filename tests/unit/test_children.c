@@ -65,7 +65,7 @@ static void test_add_remove(void)
 	struct children t;
 	struct child c = {0};
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
-	const struct sockaddr_in *in = (const struct sockaddr_in *)&c.peer.ss;
+	const struct sockaddr_in *in = &c.peer.in;
 
 	CHECK_INT(children_init(&t), 0);
 	CHECK_INT(children_count(&t), 0);
@@ -89,7 +89,6 @@ static void test_add_remove(void)
 	CHECK_INT(children_remove(&t, 100, &c), 0);
 	CHECK_INT(c.pid, 100);
 	CHECK_INT(c.start_usec, 100000);
-	CHECK_INT(c.peer.len, sizeof(struct sockaddr_in));
 	CHECK_INT(in->sin_family, AF_INET);
 	CHECK_INT(ntohs(in->sin_port), 4000);
 	CHECK_INT(ntohl(in->sin_addr.s_addr), 0xc0000201);
@@ -145,9 +144,8 @@ static void test_sources(void)
 
 	/* The stored peer is the unmapped one, port kept. */
 	CHECK_INT(children_remove(&t, 13, &c), 0);
-	CHECK_INT(c.peer.ss.ss_family, AF_INET);
-	CHECK_INT(c.peer.len, sizeof(struct sockaddr_in));
-	CHECK_INT(ntohs(((struct sockaddr_in *)&c.peer.ss)->sin_port), 1002);
+	CHECK_INT(c.peer.sa.sa_family, AF_INET);
+	CHECK_INT(ntohs(c.peer.in.sin_port), 1002);
 	CHECK_INT(count(&t, "192.0.2.1"), 2);
 
 	/* IPv6 scope ids do not split a source. */
