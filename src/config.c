@@ -87,23 +87,36 @@ static char *config_read_line(char *buf, int size, void *stream)
 {
 	struct config_loader *ld = stream;
 	const char *p = buf;
-	size_t len;
+	size_t len = 0;
+	bool nul = false;
+	int ch;
 
 	if (ld->rc)
 		return NULL;
-	if (!fgets(buf, size, ld->f)) {
-		if (ferror(ld->f))
-			ld->read_errno = errno;
+	/* Byte by byte rather than fgets, which hides how much it read: a NUL
+	 * would cut the line short unseen, anywhere in it. */
+	while (len + 1 < (size_t)size && (ch = getc(ld->f)) != EOF) {
+		nul = nul || ch == '\0';
+		buf[len++] = (char)ch;
+		if (ch == '\n')
+			break;
+	}
+	buf[len] = '\0';
+	if (ferror(ld->f)) {
+		ld->read_errno = errno;
 		return NULL;
 	}
+	if (len == 0)
+		return NULL;
 	ld->line++;
-	len = strlen(buf);
-	/* No newline before the end of the file: fgets stopped early. */
-	if (len > 0 && buf[len - 1] != '\n' && getc(ld->f) != EOF) {
-		if (len + 1 < (size_t)size)
-			config_fail(ld, NULL, "line contains a NUL byte");
-		else
-			config_fail(ld, NULL, "line is too long (at most %d characters)", size - 2);
+	if (nul) {
+		config_fail(ld, NULL, "line contains a NUL byte");
+		return NULL;
+	}
+	/* The buffer filled up before a newline: the same limit whether or not
+	 * the file ends there. */
+	if (len + 1 == (size_t)size && buf[len - 1] != '\n') {
+		config_fail(ld, NULL, "line is too long (at most %d characters)", size - 2);
 		return NULL;
 	}
 	if (ld->line == 1 && strncmp(p, "\xef\xbb\xbf", 3) == 0)
