@@ -1,6 +1,7 @@
-/* The master's table of live workers: pid -> peer and start time, and a
- * count of live workers per source address for max_connections_per_source.
- * Both are hash tables so that a lookup stays O(1) at 10,000 workers. */
+/* The master's table of live workers: pid -> peer and start time, a hash
+ * table so that a lookup stays O(1) at 10,000 workers; and, kept in step,
+ * the per-source accounting (sources.h). Both live in mem_master_alloc
+ * memory, which workers do not have. */
 #ifndef ECHOD_CHILDREN_H
 #define ECHOD_CHILDREN_H
 
@@ -8,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "sources.h"
 
 /* An IPv4 or IPv6 peer in 28 bytes: sockaddr_storage's 128 would make up
  * most of the table, one entry per worker. */
@@ -23,21 +26,22 @@ struct child {
 	uint64_t start_usec;   /* CLOCK_MONOTONIC */
 };
 
-struct children_source; /* per-source count, private */
-
 struct children {
 	struct child *slots; /* open addressing by pid; pid 0 = empty */
 	size_t cap;	     /* power of two */
 	size_t n;
-	struct children_source *src; /* open addressing by source address */
-	size_t src_cap;
-	size_t src_n;	 /* live entries */
-	size_t src_used; /* live plus tombstones */
+	struct sources src; /* the live workers' sources */
 };
 
-/* Empty table. Returns 0 or -ENOMEM. */
+/* Empty table, sources being whole addresses (/32, /128). Returns 0 or
+ * -ENOMEM. */
 int children_init(struct children *t);
 void children_free(struct children *t);
+
+/* Groups sources by these prefix lengths from now on, recounting the live
+ * workers (rate state starts afresh). On failure nothing changed. Returns 0
+ * or -errno (-EINVAL for a length out of range). */
+int children_set_prefixes(struct children *t, unsigned prefix4, unsigned prefix6);
 
 /* Records a new worker for peer (unmapped first); grows as needed. Returns 0,
  * -EEXIST for a pid already present, or -ENOMEM. */
@@ -52,9 +56,11 @@ static inline size_t children_count(const struct children *t)
 	return t->n;
 }
 
-/* Live workers whose peer has the same address as sa (port ignored, mapped
- * IPv6 counted as IPv4). */
-unsigned children_source_count(const struct children *t, const struct sockaddr *sa);
+/* Live workers of sa's source (port ignored, mapped IPv6 counted as IPv4). */
+static inline unsigned children_source_count(const struct children *t, const struct sockaddr *sa)
+{
+	return sources_count(&t->src, sa);
+}
 
 /* Calls fn for every live worker; fn must not modify the table. */
 void children_foreach(const struct children *t, void (*fn)(const struct child *c, void *ud),

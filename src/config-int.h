@@ -12,7 +12,7 @@
 
 /* The length of the key table in config-keys.c, which checks it: the loader
  * needs it to size its per-key state. */
-#define CONFIG_N_KEYS 12
+#define CONFIG_N_KEYS 17
 
 enum config_kind {
 	CONFIG_KIND_LISTEN,
@@ -24,6 +24,7 @@ enum config_kind {
 	CONFIG_KIND_LEVEL,
 	CONFIG_KIND_BOOL,
 	CONFIG_KIND_TARGET,
+	CONFIG_KIND_RATE,
 };
 
 struct config_key {

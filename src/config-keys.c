@@ -21,7 +21,12 @@ static const struct config_key config_keys[] = {
     {"limits", "max_connections", CONFIG_KIND_UINT, FIELD(max_connections), 1, 1000000},
     {"limits", "max_connections_per_source", CONFIG_KIND_UINT, FIELD(max_connections_per_source), 0,
      1000000},
+    {"limits", "rate_per_source", CONFIG_KIND_RATE, 0, 0, 0},
+    {"limits", "burst_per_source", CONFIG_KIND_UINT, FIELD(burst_per_source), 0, PARSE_RATE_MAX},
+    {"limits", "source_prefix_v4", CONFIG_KIND_UINT, FIELD(source_prefix_v4), 1, 32},
+    {"limits", "source_prefix_v6", CONFIG_KIND_UINT, FIELD(source_prefix_v6), 1, 128},
     {"limits", "idle_timeout", CONFIG_KIND_DURATION, FIELD(idle_timeout_usec), 0, 0},
+    {"limits", "max_lifetime", CONFIG_KIND_DURATION, FIELD(max_lifetime_usec), 0, 0},
     {"access", "allow", CONFIG_KIND_ALLOW, 0, 0, 0},
     {"access", "deny", CONFIG_KIND_DENY, 0, 0, 0},
     {"log", "level", CONFIG_KIND_LEVEL, 0, 0, 0},
@@ -115,6 +120,7 @@ static const char *const config_kind_hints[] = {
     [CONFIG_KIND_LEVEL] = "a level (debug, info, notice, warning, err)",
     [CONFIG_KIND_BOOL] = "a boolean (yes/no, true/false, on/off, 1/0)",
     [CONFIG_KIND_TARGET] = "a target (auto, journal, stderr)",
+    [CONFIG_KIND_RATE] = "a rate (as in 20/s, 600/min, 1000/h; 0 for no limit)",
 };
 
 static int config_set_value(struct config_loader *ld, const struct config_key *k, const char *v)
@@ -153,6 +159,12 @@ static int config_set_value(struct config_loader *ld, const struct config_key *k
 	case CONFIG_KIND_LEVEL:
 		c->log_level = log_level_parse(v);
 		r = c->log_level < 0 ? c->log_level : 0;
+		break;
+	case CONFIG_KIND_RATE:
+		r = parse_rate(v, &c->rate_per_source, &c->rate_period_usec);
+		if (r == -ERANGE)
+			return config_fail(ld, k, "\"%s\" is out of range (1..%u per unit, or 0)",
+					   v, PARSE_RATE_MAX);
 		break;
 	case CONFIG_KIND_TARGET:
 		for (size_t i = 0; i < N_ELEMS(config_targets) && r < 0; i++) {
@@ -219,6 +231,8 @@ int config_defaults(struct config *c)
 	    .drain_timeout_usec = UINT64_C(30) * 1000000,
 	    .max_connections = 1024,
 	    .max_connections_per_source = 64,
+	    .source_prefix_v4 = 32,
+	    .source_prefix_v6 = 64,
 	    .idle_timeout_usec = UINT64_C(300) * 1000000,
 	    .log_level = LOG_INFO,
 	    .log_connections = true,
@@ -283,6 +297,11 @@ static void config_dump_key(const struct config *c, const struct config_key *k, 
 		break;
 	case CONFIG_KIND_TARGET:
 		fprintf(f, "target = %s\n", config_targets[c->log_target]);
+		break;
+	case CONFIG_KIND_RATE:
+		fprintf(
+		    f, "%s = %s\n", k->name,
+		    parse_format_rate(c->rate_per_source, c->rate_period_usec, buf, sizeof(buf)));
 		break;
 	}
 }

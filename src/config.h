@@ -24,7 +24,13 @@ struct config {
 	/* [limits] */
 	unsigned max_connections;
 	unsigned max_connections_per_source; /* 0 = no per-source limit */
-	uint64_t idle_timeout_usec;	     /* 0 = never */
+	unsigned rate_per_source; /* new connections per rate_period_usec; 0 = no limit */
+	uint64_t rate_period_usec;
+	unsigned burst_per_source;  /* at once; 0 = rate_per_source */
+	unsigned source_prefix_v4;  /* a source is a /N: 1..32 */
+	unsigned source_prefix_v6;  /* 1..128 */
+	uint64_t idle_timeout_usec; /* 0 = never */
+	uint64_t max_lifetime_usec; /* 0 = unlimited */
 	/* [access] */
 	struct access_rules access;
 	/* [log] */
@@ -38,8 +44,10 @@ struct config {
 
 /* Fills *c with the built-in defaults (listen 0.0.0.0:7 and [::]:7,
  * backlog 511, no user, drain_timeout 30s, max_connections 1024,
- * max_connections_per_source 64, idle_timeout 5min, no access rules,
- * level info, connections yes, target auto). Returns 0 or -ENOMEM. */
+ * max_connections_per_source 64, rate_per_source 0, burst_per_source 0,
+ * source_prefix_v4 32, source_prefix_v6 64, idle_timeout 5min,
+ * max_lifetime 0, no access rules, level info, connections yes, target
+ * auto). Returns 0 or -ENOMEM. */
 int config_defaults(struct config *c);
 
 /* Loads path, then every path.d/ *.conf in lexical order, into a fresh *c

@@ -18,6 +18,7 @@ static const char *const master_reject_names[MASTER_REJECT_N] = {
     [MASTER_REJECT_DENIED] = "denied",
     [MASTER_REJECT_NOT_ALLOWED] = "not_allowed",
     [MASTER_REJECT_FORK] = "fork_failed",
+    [MASTER_REJECT_RATE] = "rate_per_source",
 };
 
 static const char *master_reject_name(enum master_reject r)
@@ -42,7 +43,7 @@ void master_kill_one(const struct child *c, void *sig)
 	kill(c->pid, *(int *)sig);
 }
 
-static enum master_reject master_admit(const struct master *m, const struct addr *peer)
+static enum master_reject master_admit(struct master *m, const struct addr *peer, uint64_t now)
 {
 	const struct sockaddr *sa = (const struct sockaddr *)&peer->ss;
 
@@ -54,6 +55,15 @@ static enum master_reject master_admit(const struct master *m, const struct addr
 	case ACCESS_OK:
 		break;
 	}
+	/* Before the other limits, so that a flooding source is told apart
+	 * from a busy server. Without memory for the source's state the
+	 * connection is let through: the rule protects, it must not refuse
+	 * everyone. */
+	if (m->cfg.rate_per_source &&
+	    sources_rate_take(
+		&m->kids.src, sa, now, m->cfg.rate_period_usec / m->cfg.rate_per_source,
+		m->cfg.burst_per_source ? m->cfg.burst_per_source : m->cfg.rate_per_source) == 0)
+		return MASTER_REJECT_RATE;
 	if (children_count(&m->kids) >= m->cfg.max_connections)
 		return MASTER_REJECT_MAX_CONN;
 	if (m->cfg.max_connections_per_source &&
@@ -62,8 +72,9 @@ static enum master_reject master_admit(const struct master *m, const struct addr
 	return MASTER_ADMIT;
 }
 
-/* A refusal closes at once and is counted; the log sees at most a burst per
- * interval, plus a count of what it missed, so a flood cannot flood it. */
+/* A refusal closes at once and is counted; the log sees at most one line
+ * per reason and interval, with a count of what it left out, so a flood
+ * cannot flood it. */
 static void master_refuse(struct master *m, int fd, const struct addr *peer,
 			  const struct listener *l, enum master_reject why)
 {
@@ -72,7 +83,8 @@ static void master_refuse(struct master *m, int fd, const struct addr *peer,
 	close(fd);
 	m->rejected[why]++;
 	m->status_dirty = true;
-	if (!log_enabled(LOG_NOTICE) || !ratelimit_pass(&m->rl_reject, clock_usec(), &suppressed))
+	if (!log_enabled(LOG_NOTICE) ||
+	    !ratelimit_pass(&m->rl_reject[why], clock_usec(), &suppressed))
 		return;
 
 	char host[ADDR_STRLEN], sport[8], slport[8], ssup[16];
@@ -111,13 +123,15 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 {
 	/* Everything the worker needs is copied out first: *m is not mapped in
 	 * the child (master_run). */
+	/* the worker must not read the clock itself (see worker_echo) */
+	const uint64_t start = clock_usec();
 	const struct worker_conn c = {
 	    .fd = fd,
 	    .peer = *peer,
 	    .local_port = addr_port((const struct sockaddr *)&l->addr.ss),
-	    /* the worker must not read the clock itself (see worker_echo) */
-	    .start_usec = clock_usec(),
+	    .start_usec = start,
 	    .idle_usec = m->cfg.idle_timeout_usec,
+	    .end_usec = m->cfg.max_lifetime_usec ? start + m->cfg.max_lifetime_usec : 0,
 	    .log_connections = m->cfg.log_connections,
 	    .report_fd = m->rfd[1],
 	};
@@ -175,7 +189,7 @@ void master_accept(struct master *m, const struct listener *l)
 			return;
 		}
 		addr_unmap(&peer);
-		enum master_reject why = master_admit(m, &peer);
+		enum master_reject why = master_admit(m, &peer, clock_usec());
 		if (why == MASTER_ADMIT)
 			master_spawn(m, fd, &peer, l);
 		else

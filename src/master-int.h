@@ -18,6 +18,7 @@
 #define MASTER_KILL_GRACE_USEC (5 * 1000000ull) /* SIGTERM to SIGKILL of workers */
 #define MASTER_PAUSE_USEC      (100 * 1000ull)	/* accept pause when out of fds or tasks */
 #define MASTER_ACCEPT_BATCH    64		/* accepts per wakeup, so signals are not starved */
+#define MASTER_EXPIRE_USEC     (1000000ull)	/* sources without workers forgotten this often */
 
 enum master_phase {
 	MASTER_RUN,
@@ -32,6 +33,7 @@ enum master_reject {
 	MASTER_REJECT_DENIED,
 	MASTER_REJECT_NOT_ALLOWED,
 	MASTER_REJECT_FORK,
+	MASTER_REJECT_RATE,
 	MASTER_REJECT_N,
 	MASTER_ADMIT = MASTER_REJECT_N,
 };
@@ -59,7 +61,8 @@ struct master {
 	uint64_t accept_errors;
 	unsigned reloads;
 	char reload_status[CONFIG_ERR_MAX + 32]; /* "reload 3 ok" / "reload 4 failed: ..." */
-	struct ratelimit rl_reject, rl_resource;
+	struct ratelimit rl_reject[MASTER_REJECT_N], rl_resource;
+	uint64_t expire_next;	      /* next sweep of forgotten sources */
 	uint64_t bytes_in, bytes_out; /* of finished connections, from the reports */
 };
 

@@ -23,6 +23,14 @@ void master_reload(struct master *m)
 		if (r < 0)
 			config_free(&nc);
 	}
+	/* The last step that can fail (memory): regrouping the live workers'
+	 * sources by the new prefixes. Rate state then starts afresh. */
+	if (r == 0 &&
+	    (r = children_set_prefixes(&m->kids, nc.source_prefix_v4, nc.source_prefix_v6)) < 0) {
+		snprintf(err, sizeof(err), "cannot regroup sources: %s", strerror(-r));
+		listen_abort(&nls, &m->ls);
+		config_free(&nc);
+	}
 	if (r < 0) {
 		snprintf(m->reload_status, sizeof(m->reload_status), "reload %u failed: %s", n,
 			 err);
@@ -74,6 +82,7 @@ void master_stats(struct master *m)
 	STAT("REJECTED_DENIED", m->rejected[MASTER_REJECT_DENIED]);
 	STAT("REJECTED_NOT_ALLOWED", m->rejected[MASTER_REJECT_NOT_ALLOWED]);
 	STAT("REJECTED_FORK", m->rejected[MASTER_REJECT_FORK]);
+	STAT("REJECTED_RATE", m->rejected[MASTER_REJECT_RATE]);
 	STAT("ACCEPT_ERRORS", m->accept_errors);
 	STAT("BYTES_IN", in);
 	STAT("BYTES_OUT", out);

@@ -315,6 +315,12 @@ static int master_loop(struct master *m)
 		}
 		if (m->status_dirty && now >= m->status_next)
 			master_status(m);
+		/* Not worth a wake-up of its own: the table only grows while
+		 * connections arrive, which wake the loop anyway. */
+		if (now >= m->expire_next) {
+			sources_expire(&m->kids.src, now);
+			m->expire_next = now + MASTER_EXPIRE_USEC;
+		}
 	}
 }
 
@@ -338,11 +344,15 @@ int master_run(const struct master_opts *o, struct config *cfg, struct listen_se
 	*cfg = (struct config){0};
 	*ls = (struct listen_set){0};
 	m->start_usec = clock_usec();
-	m->rl_reject = (struct ratelimit){.interval_usec = 5000000u, .burst = 10};
+	for (int i = 0; i < MASTER_REJECT_N; i++)
+		m->rl_reject[i] = (struct ratelimit){.interval_usec = 5000000u, .burst = 1};
 	m->rl_resource = (struct ratelimit){.interval_usec = 5000000u, .burst = 3};
 	master_sigset(&set);
 	m->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	r = children_init(&m->kids);
+	if (r == 0)
+		r = children_set_prefixes(&m->kids, m->cfg.source_prefix_v4,
+					  m->cfg.source_prefix_v6);
 	/* A pipe, not a datagram socket: writes up to PIPE_BUF are atomic and
 	 * the queue is bounded by bytes, not by a count of ten datagrams. What
 	 * does not fit is logged by the worker itself (worker_run). */

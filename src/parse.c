@@ -217,3 +217,46 @@ char *parse_format_duration(uint64_t usec, char *buf, int len)
 	}
 	return buf;
 }
+
+int parse_rate(const char *s, unsigned *count, uint64_t *period_usec)
+{
+	uint64_t n, unit;
+	int r;
+
+	if (strcmp(s, "0") == 0) {
+		*count = 0;
+		*period_usec = 0;
+		return 0;
+	}
+	r = parse_digits(&s, &n);
+	if (r < 0)
+		return r;
+	if (*s++ != '/' || duration_unit(&s, &unit) < 0 || *s)
+		return -EINVAL;
+	/* Finer than a second is a rate nobody means for new connections. */
+	if (unit < USEC_PER_SEC)
+		return -EINVAL;
+	if (n < 1 || n > PARSE_RATE_MAX)
+		return -ERANGE;
+	*count = (unsigned)n;
+	*period_usec = unit;
+	return 0;
+}
+
+char *parse_format_rate(unsigned count, uint64_t period_usec, char *buf, int len)
+{
+	const char *unit = "s";
+
+	if (count == 0) {
+		snprintf(buf, (size_t)len, "0");
+		return buf;
+	}
+	for (size_t i = 0; i < N_ELEMS(format_units); i++) {
+		if (format_units[i].usec == period_usec) {
+			unit = format_units[i].name;
+			break;
+		}
+	}
+	snprintf(buf, (size_t)len, "%u/%s", count, unit);
+	return buf;
+}

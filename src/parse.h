@@ -25,4 +25,14 @@ int parse_bool(const char *s, bool *out);
  * "500ms", "0"). Returns buf. */
 char *parse_format_duration(uint64_t usec, char *buf, int len);
 
+/* A rate of events: "N/s", "N/min", "N/h" or "N/d" (any spelling of those
+ * units parse_duration takes), 1 <= N <= PARSE_RATE_MAX; or "0" for none
+ * (count 0). */
+#define PARSE_RATE_MAX 1000000
+int parse_rate(const char *s, unsigned *count, uint64_t *period_usec);
+
+/* Formats a rate the way parse_rate reads it back ("20/s", "0"). Returns
+ * buf. */
+char *parse_format_rate(unsigned count, uint64_t period_usec, char *buf, int len);
+
 #endif

@@ -64,6 +64,11 @@ struct echo {
 	bool out_ready; /* a write may find room */
 	bool eof;
 	bool stopping;
+	bool expired;	      /* stopping because the lifetime is over */
+	uint64_t idle_usec;   /* 0 = no idle rule */
+	uint64_t idle_since;  /* 0 = the idle period began with the current wait */
+	uint64_t end_usec;    /* end of the lifetime, 0 = none */
+	uint64_t flush_until; /* when stopping */
 	struct worker_stats *st;
 	char *small; /* WORKER_SMALL_SIZE bytes in worker_echo's frame */
 };
@@ -207,38 +212,43 @@ static int echo_wait(struct echo *e, int64_t timeout_usec)
 }
 
 /* How long the next wait may last (*timeout, -1 for ever); *idle_bound tells
- * whether the idle rule bounds it. Returns 0 to wait, or WORKER_IDLE or
- * WORKER_DRAINED when that limit has passed already. The clock is read only when stopping or after
- * a wake-up that moved nothing (which readiness-driven I/O does not expect): a wait after progress
- * simply lasts idle_usec, so an ordinary exchange never reads the clock. */
-static int echo_timeout(struct echo *e, uint64_t idle_usec, bool progress, uint64_t *idle_since,
-			uint64_t flush_until, int64_t *timeout, bool *idle_bound)
+ * whether the idle rule bounds it. Returns 0 to wait, or how the connection
+ * ends when a limit has passed already. The clock is read only for a
+ * lifetime, when stopping, or after a wake-up that moved nothing (which
+ * readiness-driven I/O does not expect): a wait after progress simply lasts
+ * idle_usec, so an ordinary exchange never reads the clock. */
+static int echo_timeout(struct echo *e, bool progress, int64_t *timeout, bool *idle_bound)
 {
 	uint64_t left = UINT64_MAX, now = 0;
 
 	*idle_bound = false;
-	if (idle_usec && progress) {
-		*idle_since = 0;
-		left = idle_usec;
-	} else if (idle_usec) {
-		/* At worst this starts the idle period one wait late. */
+	if (e->end_usec || e->stopping)
 		now = clock_usec();
-		if (!*idle_since)
-			*idle_since = now;
-		if (now - *idle_since >= idle_usec)
+	if (e->idle_usec && progress) {
+		e->idle_since = 0;
+		left = e->idle_usec;
+	} else if (e->idle_usec) {
+		/* At worst this starts the idle period one wait late. */
+		if (!now)
+			now = clock_usec();
+		if (!e->idle_since)
+			e->idle_since = now;
+		if (now - e->idle_since >= e->idle_usec)
 			return WORKER_IDLE;
-		left = idle_usec - (now - *idle_since);
+		left = e->idle_usec - (now - e->idle_since);
 	}
 	*idle_bound = left != UINT64_MAX;
 	if (e->stopping) {
-		if (!now)
-			now = clock_usec();
-		if (now >= flush_until)
-			return WORKER_DRAINED;
-		if (flush_until - now <= left) {
-			left = flush_until - now;
+		if (now >= e->flush_until)
+			return e->expired ? WORKER_LIFETIME : WORKER_DRAINED;
+		if (e->flush_until - now <= left) {
+			left = e->flush_until - now;
 			*idle_bound = false;
 		}
+	} else if (e->end_usec && e->end_usec - now <= left) {
+		/* now < end_usec: echo_check_stop has just looked */
+		left = e->end_usec - now;
+		*idle_bound = false;
 	}
 	/* A timeout of centuries is no timeout. */
 	*timeout = left >= (uint64_t)INT64_MAX ? -1 : (int64_t)left;
@@ -247,11 +257,26 @@ static int echo_timeout(struct echo *e, uint64_t idle_usec, bool progress, uint6
 	return 0;
 }
 
+/* A SIGTERM, or the end of the connection's lifetime (looked at before
+ * every wait), turns the loop to handing back what is owed, for a while. */
+static void echo_check_stop(struct echo *e, bool before_wait)
+{
+	uint64_t now;
+
+	if (e->stopping || (!worker_stop_requested && !(before_wait && e->end_usec)))
+		return;
+	now = clock_usec();
+	if (!worker_stop_requested && now < e->end_usec)
+		return;
+	e->expired = !worker_stop_requested;
+	e->stopping = true;
+	e->flush_until = now + WORKER_FLUSH_USEC;
+}
+
 /* Moves data until the connection ends; returns how it ended (the -errno
  * behind a failure goes to e->st->error). */
-static enum worker_end echo_loop(struct echo *e, uint64_t idle_usec)
+static enum worker_end echo_loop(struct echo *e)
 {
-	uint64_t flush_until = 0, idle_since = 0;
 	unsigned busy = 0;
 	bool progress = true; /* since the last wait: the connection just began */
 
@@ -261,10 +286,7 @@ static enum worker_end echo_loop(struct echo *e, uint64_t idle_usec)
 		ssize_t n;
 		int r;
 
-		if (worker_stop_requested && !e->stopping) {
-			e->stopping = true;
-			flush_until = clock_usec() + WORKER_FLUSH_USEC;
-		}
+		echo_check_stop(e, busy == 0);
 		if (!e->eof && !e->stopping && e->in_ready && e->owed < e->cap) {
 			n = echo_in(e);
 			if (n == 0)
@@ -284,15 +306,16 @@ static enum worker_end echo_loop(struct echo *e, uint64_t idle_usec)
 			moved = moved || n > 0;
 		}
 		if ((e->eof || e->stopping) && e->owed == 0)
-			return e->stopping ? WORKER_DRAINED : WORKER_EOF;
+			return !e->stopping ? WORKER_EOF
+			       : e->expired ? WORKER_LIFETIME
+					    : WORKER_DRAINED;
 		progress = progress || moved;
 		if (moved && ++busy < WORKER_BUSY_MAX)
 			continue;
 		busy = 0;
 		/* After a busy run the wait only looks for a pending SIGTERM. */
 		if (!moved) {
-			r = echo_timeout(e, idle_usec, progress, &idle_since, flush_until, &timeout,
-					 &idle_bound);
+			r = echo_timeout(e, progress, &timeout, &idle_bound);
 			if (r)
 				return (enum worker_end)r;
 		}
@@ -307,7 +330,7 @@ static enum worker_end echo_loop(struct echo *e, uint64_t idle_usec)
 	}
 }
 
-int worker_echo(int fd, uint64_t idle_usec, struct worker_stats *st)
+int worker_echo(int fd, uint64_t idle_usec, uint64_t end_usec, struct worker_stats *st)
 {
 	/* Not zeroed, and not part of an initialized struct: clearing it would
 	 * only cost time. */
@@ -319,12 +342,14 @@ int worker_echo(int fd, uint64_t idle_usec, struct worker_stats *st)
 	    .cap = sizeof(small),
 	    .in_ready = true,
 	    .out_ready = true,
+	    .idle_usec = idle_usec,
+	    .end_usec = end_usec,
 	    .st = st,
 	    .small = small,
 	};
 
 	*st = (struct worker_stats){0};
-	st->end = echo_loop(&e, idle_usec);
+	st->end = echo_loop(&e);
 	if (st->error == -ECONNRESET || st->error == -EPIPE || st->error == -ETIMEDOUT)
 		st->end = WORKER_RESET;
 	echo_close_pipe(&e);
@@ -344,6 +369,8 @@ const char *worker_end_name(enum worker_end e)
 		return "reset";
 	case WORKER_DRAINED:
 		return "drained";
+	case WORKER_LIFETIME:
+		return "lifetime";
 	case WORKER_ERROR:
 		return "error";
 	}
@@ -456,11 +483,12 @@ _Noreturn void worker_run(const struct worker_conn *c)
 {
 	struct worker_stats st;
 
-	worker_echo(c->fd, c->idle_usec, &st);
+	worker_echo(c->fd, c->idle_usec, c->end_usec, &st);
 	/* After EOF the close below sends our FIN; a drained client may still be
 	 * sending, so it gets the FIN first and then time to read the rest. A
 	 * failed shutdown means the client is gone: nobody is left to tell. */
-	if (st.end == WORKER_DRAINED && shutdown(c->fd, SHUT_WR) == 0)
+	if ((st.end == WORKER_DRAINED || st.end == WORKER_LIFETIME) &&
+	    shutdown(c->fd, SHUT_WR) == 0)
 		worker_linger(c->fd, WORKER_FLUSH_USEC);
 	/* The client is done with before the report, which may have to wait. */
 	close(c->fd);

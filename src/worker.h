@@ -10,11 +10,12 @@
 #include "addr.h"
 
 enum worker_end {
-	WORKER_EOF = 0, /* the client closed its side and got everything back */
-	WORKER_IDLE,	/* no byte moved for idle_timeout */
-	WORKER_RESET,	/* the client reset the connection or vanished */
-	WORKER_DRAINED, /* told to stop (SIGTERM) by a draining master */
-	WORKER_ERROR,	/* a local failure */
+	WORKER_EOF = 0,	 /* the client closed its side and got everything back */
+	WORKER_IDLE,	 /* no byte moved for idle_timeout */
+	WORKER_RESET,	 /* the client reset the connection or vanished */
+	WORKER_DRAINED,	 /* told to stop (SIGTERM) by a draining master */
+	WORKER_ERROR,	 /* a local failure */
+	WORKER_LIFETIME, /* max_lifetime reached: handed back what it owed, as a drain */
 };
 
 struct worker_stats {
@@ -31,14 +32,14 @@ extern volatile int worker_stop_requested;
 /* The echo loop on a connected, non-blocking socket (the master accepts with
  * SOCK_NONBLOCK): copies what arrives back to the sender until EOF (after
  * sending everything owed), an error, idle_usec without progress (0 =
- * never), or worker_stop_requested (then flushes what it owes, for at most a
- * couple of seconds). Ending the connection (FIN or close) is the caller's.
- * Waits only in ppoll(), which lets SIGTERM in and nothing else the master
- * blocks, so a SIGTERM interrupts a wait. Small exchanges go through read and
- * write; once a read fills the small buffer, splice through a pipe takes over
- * where the socket allows it. Always returns 0 and fills *st (failures are
- * st->end WORKER_ERROR with st->error); the socket is left open. */
-int worker_echo(int fd, uint64_t idle_usec, struct worker_stats *st);
+ * never), or worker_stop_requested or CLOCK_MONOTONIC reaching end_usec (0 =
+ * never; both then flush what is owed, for at most a couple of seconds). Ending the connection (FIN
+ * or close) is the caller's. Waits only in ppoll(), which lets SIGTERM in and nothing else the
+ * master blocks, so a SIGTERM interrupts a wait. Small exchanges go through read and write; once a
+ * read fills the small buffer, splice through a pipe takes over where the socket allows it. Always
+ * returns 0 and fills *st (failures are st->end WORKER_ERROR with st->error); the socket is left
+ * open. */
+int worker_echo(int fd, uint64_t idle_usec, uint64_t end_usec, struct worker_stats *st);
 
 struct worker_conn {
 	int fd;
@@ -46,6 +47,7 @@ struct worker_conn {
 	unsigned local_port;
 	uint64_t start_usec; /* CLOCK_MONOTONIC at accept, for the duration */
 	uint64_t idle_usec;
+	uint64_t end_usec; /* the connection's end (max_lifetime), 0 = none */
 	bool log_connections;
 	int report_fd; /* the master's report pipe, or -1: log directly */
 };

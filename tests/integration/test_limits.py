@@ -1,5 +1,8 @@
-"""max_connections and max_connections_per_source: refuse at the limit,
-serve again when a slot frees."""
+"""max_connections, max_connections_per_source, rate_per_source and the
+source prefixes: refuse at the limit, serve again when a slot frees, never
+refuse one source for another's excess."""
+
+import time
 
 import harness as h
 
@@ -84,6 +87,58 @@ class LimitsTest(h.TestCase):
         d = self.start(max_connections=100, max_connections_per_source=0)
         self.open_served(12)
         self.assertEqual(len(d.children()), 12)
+
+    def test_source_prefix_groups_addresses(self):
+        d = self.start(max_connections=100, max_connections_per_source=2, source_prefix_v4=24)
+        self.open_served(1, source="127.0.0.2")
+        self.open_served(1, source="127.0.0.3")  # same /24: the source's second
+        mark = d.log_mark()
+        h.assert_rejected(self, HOST, self.port, source="127.0.0.4")
+        d.wait_entry(rejected("max_connections_per_source"), since=mark, what="reject_reason=max_connections_per_source")
+        self.open_served(2, source="127.0.1.2")  # another /24
+        self.assertEqual(len(d.children()), 4)
+
+    def test_rate_per_source_refuses_the_excess_of_one_source_only(self):
+        d = self.start(max_connections=100, max_connections_per_source=0, rate_per_source="2/min", burst_per_source=3)
+        for i in range(3):
+            self.assertEqual(h.echo_roundtrip(HOST, self.port, b"burst %d" % i, source="127.0.0.2"), b"burst %d" % i)
+        mark = d.log_mark()
+        refused = 0
+        for _ in range(20):
+            state, _ = h.probe(HOST, self.port, "127.0.0.2")
+            refused += state != "echoed"
+        print(f"rate 2/min burst 3: 20 more from one source, {refused} refused")
+        self.assertEqual(refused, 20, "past its burst a source gets nothing until its rate allows")
+        e = d.wait_entry(rejected("rate_per_source"), since=mark, what="reject_reason=rate_per_source")
+        self.assertEqual(e.fields.get("remote_addr"), "127.0.0.2", e.raw)
+        # one line per interval for a flood, with the count it left out
+        lines = [x for x in d.entries(since=mark) if x.fields.get("reject_reason") == "rate_per_source"]
+        self.assertEqual(len(lines), 1, [x.raw for x in lines])
+        for i in range(3):  # another source has its own allowance
+            self.assertEqual(h.echo_roundtrip(HOST, self.port, b"other %d" % i, source="127.0.0.3"), b"other %d" % i)
+
+    def test_max_lifetime_closes_a_busy_connection_after_its_echo(self):
+        d = self.start(max_connections=100, max_lifetime="1s", idle_timeout="1min")
+        c = self.client(HOST, self.port)
+        start = time.monotonic()
+        sent = b""
+        while time.monotonic() - start < 5.0:
+            msg = b"tick %d" % len(sent)
+            try:
+                got, end = h.pump(c, msg, expect=len(msg))
+            except OSError:  # written after the worker's close: a reset
+                break
+            self.assertTrue(msg.startswith(got), (msg, got))
+            if end is not None:  # the close can cut in, never corrupt
+                break
+            sent += msg
+            time.sleep(0.05)
+        elapsed = time.monotonic() - start
+        print(f"max_lifetime 1s: closed after {elapsed:.2f}s and {len(sent)} bytes echoed")
+        self.assertGreaterEqual(elapsed, 0.9)
+        self.assertLess(elapsed, 3.5, "the lifetime must end a busy connection")
+        e = d.wait_entry(lambda e: e.fields.get("close_reason") == "lifetime", what="close_reason=lifetime")
+        self.assertEqual(e.fields.get("bytes_in"), e.fields.get("bytes_out"), e.raw)
 
 
 if __name__ == "__main__":

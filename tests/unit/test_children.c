@@ -101,14 +101,14 @@ static void test_add_remove(void)
 	CHECK_INT(children_remove(&t, -1, NULL), -ENOENT);
 	CHECK_INT(children_remove(&t, 101, NULL), 0);
 	CHECK_INT(children_count(&t), 0);
-	CHECK_INT(t.src_n, 0);
+	CHECK_INT(t.src.n, 0);
 
 	/* A pid can come back once it is gone (the kernel reuses them). */
 	CHECK_INT(add(&t, 100, "192.0.2.9", 4000), 0);
 	CHECK_INT(children_remove(&t, 100, &c), 0);
 	CHECK_INT(ntohl(in->sin_addr.s_addr), 0xc0000209);
 	children_free(&t);
-	CHECK(t.slots == NULL && t.src == NULL);
+	CHECK(t.slots == NULL && t.src.tab == NULL);
 }
 
 static void test_sources(void)
@@ -140,7 +140,7 @@ static void test_sources(void)
 	/* The zero addresses of the two families stay apart. */
 	CHECK_INT(count(&t, "0.0.0.0"), 1);
 	CHECK_INT(count(&t, "::"), 1);
-	CHECK_INT(t.src_n, 6);
+	CHECK_INT(t.src.n, 6);
 
 	/* The stored peer is the unmapped one, port kept. */
 	CHECK_INT(children_remove(&t, 13, &c), 0);
@@ -159,11 +159,11 @@ static void test_sources(void)
 	/* A source whose last worker left is gone. */
 	CHECK_INT(children_remove(&t, 12, NULL), 0);
 	CHECK_INT(count(&t, "192.0.2.2"), 0);
-	CHECK_INT(t.src_n, 6);
+	CHECK_INT(t.src.n, 6);
 	CHECK_INT(children_remove(&t, 10, NULL), 0);
 	CHECK_INT(children_remove(&t, 11, NULL), 0);
 	CHECK_INT(count(&t, "192.0.2.1"), 0);
-	CHECK_INT(t.src_n, 5);
+	CHECK_INT(t.src.n, 5);
 	children_free(&t);
 }
 
@@ -227,9 +227,9 @@ struct ref {
 
 static bool check_load(const struct children *t)
 {
-	bool ok = (t->cap & (t->cap - 1)) == 0 && (t->src_cap & (t->src_cap - 1)) == 0 &&
-		  t->n * 10 <= t->cap * 7 && t->src_used * 10 <= t->src_cap * 7 &&
-		  t->src_n <= t->src_used;
+	bool ok = (t->cap & (t->cap - 1)) == 0 && (t->src.cap & (t->src.cap - 1)) == 0 &&
+		  t->n * 10 <= t->cap * 7 && t->src.used * 10 <= t->src.cap * 7 &&
+		  t->src.n <= t->src.used;
 
 	CHECK(ok);
 	return ok;
@@ -269,7 +269,7 @@ static void test_against_reference(void)
 	}
 	CHECK_INT(bad, 0);
 	CHECK_INT(children_count(&t), n_live);
-	CHECK_INT(t.src_n, n_sources);
+	CHECK_INT(t.src.n, n_sources);
 	CHECK(t.cap >= 65536); /* it did grow */
 	for (unsigned s = 0; s < N_SOURCES; s++) {
 		struct sockaddr_storage v4 = source_peer(s, false), v6 = source_peer(s, true);
@@ -290,7 +290,7 @@ static void test_against_reference(void)
 	}
 	CHECK_INT(bad, 0);
 	CHECK_INT(children_count(&t), 0);
-	CHECK_INT(t.src_n, 0);
+	CHECK_INT(t.src.n, 0);
 	children_free(&t);
 }
 
@@ -352,12 +352,12 @@ static void test_churn(void)
 			break;
 		if (i >= 10000) {
 			max_cap = t.cap > max_cap ? t.cap : max_cap;
-			max_src_cap = t.src_cap > max_src_cap ? t.src_cap : max_src_cap;
+			max_src_cap = t.src.cap > max_src_cap ? t.src.cap : max_src_cap;
 		}
 	}
 	CHECK_INT(bad, 0);
 	CHECK_INT(children_count(&t), 10000);
-	CHECK_INT(t.src_n, 10000);
+	CHECK_INT(t.src.n, 10000);
 	/* 10,000 live entries need 16,384 or 32,768 slots, never more. */
 	CHECK(max_cap <= 32768);
 	CHECK(max_src_cap <= 32768);
@@ -374,7 +374,7 @@ static void test_out_of_memory(void)
 	r = children_init(&t);
 	fail_mmap = false;
 	CHECK_INT(r, -ENOMEM);
-	CHECK(t.slots == NULL && t.src == NULL);
+	CHECK(t.slots == NULL && t.src.tab == NULL);
 
 	/* Growth of the pid table fails: the new pid is not recorded, the
 	 * others are intact, and the next add works. */
@@ -401,7 +401,7 @@ static void test_out_of_memory(void)
 	for (pid = 1000; pid < 1100; pid++)
 		CHECK_INT(add(&t, pid, "198.51.100.1", 1), 0);
 	CHECK_INT(t.cap, 256);
-	for (pid = 1; t.src_cap == 64; pid++) {
+	for (pid = 1; t.src.cap == 64; pid++) {
 		char ip[32];
 
 		snprintf(ip, sizeof(ip), "192.0.2.%d", pid);
@@ -414,7 +414,7 @@ static void test_out_of_memory(void)
 	CHECK_INT(r, -ENOMEM);
 	CHECK_INT(t.cap, 256);
 	CHECK_INT(children_count(&t), (size_t)pid - 1 + 100);
-	CHECK_INT(t.src_n, (size_t)pid - 1 + 1);
+	CHECK_INT(t.src.n, (size_t)pid - 1 + 1);
 	CHECK_INT(count(&t, "192.0.2.1"), 1);
 	CHECK_INT(children_remove(&t, pid, NULL), -ENOENT);
 	CHECK_INT(add(&t, pid, "192.0.2.250", 1), 0);
@@ -450,11 +450,11 @@ static void test_shrink(void)
 		snprintf(ip, sizeof(ip), "10.0.%d.%d", pid / 256, pid % 256);
 		CHECK_INT(add(&t, pid, ip, 1), 0);
 	}
-	CHECK(t.cap >= 16384 && t.src_cap >= 16384);
+	CHECK(t.cap >= 16384 && t.src.cap >= 16384);
 	for (pid_t pid = 1; pid <= 9990; pid++)
 		CHECK_INT(children_remove(&t, pid, NULL), 0);
 	CHECK_INT(t.cap, 64);
-	CHECK_INT(t.src_cap, 64);
+	CHECK_INT(t.src.cap, 64);
 	CHECK(check_load(&t));
 	for (pid_t pid = 9991; pid <= 10000; pid++) {
 		snprintf(ip, sizeof(ip), "10.0.%d.%d", pid / 256, pid % 256);

@@ -140,6 +140,12 @@ static void check_same(const struct config *a, const struct config *b)
 	CHECK_INT(a->max_connections, b->max_connections);
 	CHECK_INT(a->max_connections_per_source, b->max_connections_per_source);
 	CHECK(a->idle_timeout_usec == b->idle_timeout_usec);
+	CHECK_INT(a->rate_per_source, b->rate_per_source);
+	CHECK(a->rate_period_usec == b->rate_period_usec);
+	CHECK_INT(a->burst_per_source, b->burst_per_source);
+	CHECK_INT(a->source_prefix_v4, b->source_prefix_v4);
+	CHECK_INT(a->source_prefix_v6, b->source_prefix_v6);
+	CHECK(a->max_lifetime_usec == b->max_lifetime_usec);
 	check_same_cidrs(a->access.allow, a->access.n_allow, b->access.allow, b->access.n_allow);
 	check_same_cidrs(a->access.deny, a->access.n_deny, b->access.deny, b->access.n_deny);
 	CHECK_INT(a->log_level, b->log_level);
@@ -173,7 +179,12 @@ static void test_defaults(void)
 					"[limits]\n"
 					"max_connections = 1024\n"
 					"max_connections_per_source = 64\n"
+					"rate_per_source = 0\n"
+					"burst_per_source = 0\n"
+					"source_prefix_v4 = 32\n"
+					"source_prefix_v6 = 64\n"
 					"idle_timeout = 5min\n"
+					"max_lifetime = 0\n"
 					"\n"
 					"[access]\n"
 					"# allow: none\n"
@@ -196,6 +207,11 @@ static void test_defaults(void)
 	CHECK_INT(d.max_connections, 1024);
 	CHECK_INT(d.max_connections_per_source, 64);
 	CHECK(d.idle_timeout_usec == 300 * SEC);
+	CHECK_INT(d.rate_per_source, 0);
+	CHECK_INT(d.burst_per_source, 0);
+	CHECK_INT(d.source_prefix_v4, 32);
+	CHECK_INT(d.source_prefix_v6, 64);
+	CHECK(d.max_lifetime_usec == 0);
 	CHECK_INT(d.access.n_allow, 0);
 	CHECK_INT(d.access.n_deny, 0);
 	CHECK_INT(d.log_level, LOG_INFO);
@@ -228,7 +244,12 @@ static void test_every_key(void)
 				   "[limits]\n"
 				   "max_connections = 1000000\n"
 				   "max_connections_per_source = 0\n"
+				   "rate_per_source = 600/min\n"
+				   "burst_per_source = 50\n"
+				   "source_prefix_v4 = 24\n"
+				   "source_prefix_v6 = 48\n"
 				   "idle_timeout = 0\n"
+				   "max_lifetime = 1h\n"
 				   "\n"
 				   "[access]\n"
 				   "allow = 192.0.2.0/24\n"
@@ -255,6 +276,12 @@ static void test_every_key(void)
 	CHECK_INT(c.max_connections, 1000000);
 	CHECK_INT(c.max_connections_per_source, 0);
 	CHECK(c.idle_timeout_usec == 0);
+	CHECK_INT(c.rate_per_source, 600);
+	CHECK(c.rate_period_usec == 60 * SEC);
+	CHECK_INT(c.burst_per_source, 50);
+	CHECK_INT(c.source_prefix_v4, 24);
+	CHECK_INT(c.source_prefix_v6, 48);
+	CHECK(c.max_lifetime_usec == 3600 * SEC);
 	CHECK_INT(c.access.n_allow, 2);
 	CHECK_INT(c.access.n_deny, 1);
 	if (c.access.n_allow == 2 && c.access.n_deny == 1) {
@@ -339,6 +366,22 @@ static void test_bad_values(void)
 	EXPECT_ERR("[limits]\nidle_timeout = 99999999999999999999min\n", 2,
 		   "[limits] idle_timeout: \"99999999999999999999min\" is too long a duration");
 	EXPECT_ERR("[limits]\nidle_timeout =\n", 2, "[limits] idle_timeout: empty value");
+	EXPECT_ERR("[limits]\n\nrate_per_source = 20\n", 3,
+		   "[limits] rate_per_source: \"20\" is not a rate (as in 20/s, 600/min, 1000/h; 0 "
+		   "for no limit)");
+	EXPECT_ERR("[limits]\nrate_per_source = 0/s\n", 2,
+		   "[limits] rate_per_source: \"0/s\" is out of range (1..1000000 per unit, or 0)");
+	EXPECT_ERR("[limits]\nburst_per_source = 1000001\n", 2,
+		   "[limits] burst_per_source: \"1000001\" is out of range (0..1000000)");
+	EXPECT_ERR("[limits]\nsource_prefix_v4 = 0\n", 2,
+		   "[limits] source_prefix_v4: \"0\" is out of range (1..32)");
+	EXPECT_ERR("[limits]\nsource_prefix_v4 = 33\n", 2,
+		   "[limits] source_prefix_v4: \"33\" is out of range (1..32)");
+	EXPECT_ERR("[limits]\nsource_prefix_v6 = 129\n", 2,
+		   "[limits] source_prefix_v6: \"129\" is out of range (1..128)");
+	EXPECT_ERR("[limits]\nmax_lifetime = forever\n", 2,
+		   "[limits] max_lifetime: \"forever\" is not a duration (as in 500ms, 30s, 5min, "
+		   "1h 30min)");
 
 	EXPECT_ERR("[log]\nlevel = loud\n", 2,
 		   "[log] level: \"loud\" is not a level (debug, info, notice, warning, err)");
@@ -440,6 +483,34 @@ static void test_odd_lines(void)
 	CHECK_INT(config_load(last_path, &c, err, sizeof(err)), -EINVAL);
 	snprintf(want, sizeof(want), "%s:2: line contains a NUL byte", last_path);
 	CHECK_STR(err, want);
+
+	/* A NUL anywhere, even first on a line or in a last line without a
+	 * newline, and a too-long last line without one: fgets would have hid
+	 * each of these. */
+	static const struct {
+		const char *bytes;
+		size_t len;
+		unsigned line;
+		const char *what;
+	} odd[] = {
+	    {"[server]\n\0listen = bogus\n", 25, 2, "line contains a NUL byte"},
+	    {"[server]\nbacklog = 5\0junk", 25, 2, "line contains a NUL byte"},
+	    {"\0AAAA\n", 6, 1, "line contains a NUL byte"},
+	};
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		write_bytes(new_case(), odd[i].bytes, odd[i].len);
+		CHECK_INT(config_load(last_path, &c, err, sizeof(err)), -EINVAL);
+		snprintf(want, sizeof(want), "%s:%u: %s", last_path, odd[i].line, odd[i].what);
+		CHECK_STR(err, want);
+	}
+	/* 198 characters are the most, newline or not. */
+	snprintf(text, sizeof(text), "[server]\n#%0197d", 0);
+	EXPECT_OK(text, &c);
+	config_free(&c);
+	snprintf(text, sizeof(text), "[server]\n#%0198d", 0);
+	CHECK_INT(load_text(text, &c, err), -EINVAL);
+	snprintf(want, sizeof(want), "%s:2: line is too long", last_path);
+	CHECK(strncmp(err, want, strlen(want)) == 0);
 
 	/* A short buffer truncates the message without overflowing. */
 	memset(err, 'x', sizeof(err));
@@ -644,7 +715,8 @@ static void test_round_trip(void)
 	    "[server]\nlisten = 127.0.0.1:7001\nlisten = [fe80::1%lo]:7002\nlisten = *:7003\n"
 	    "backlog = 64\nuser = root\ndrain_timeout = 1h 30min 500ms\n"
 	    "[limits]\nmax_connections = 10\nmax_connections_per_source = 0\n"
-	    "idle_timeout = 0\n"
+	    "rate_per_source = 7/h\nburst_per_source = 3\nsource_prefix_v4 = 1\n"
+	    "source_prefix_v6 = 128\nidle_timeout = 0\nmax_lifetime = 2d 3s\n"
 	    "[access]\nallow = 192.0.2.0/24\nallow = 2001:db8::/32\ndeny = 192.0.2.7\n"
 	    "deny = ::1\n"
 	    "[log]\nlevel = notice\nconnections = off\ntarget = journal\n",

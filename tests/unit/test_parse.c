@@ -227,6 +227,65 @@ static void test_size(void)
 	CHECK_INT(v, 99);
 }
 
+static void test_rate(void)
+{
+	static const struct {
+		const char *in;
+		unsigned count;
+		uint64_t period;
+		const char *out;
+	} ok[] = {
+	    {"20/s", 20, 1000000, "20/s"},
+	    {"20/sec", 20, 1000000, "20/s"},
+	    {"1/second", 1, 1000000, "1/s"},
+	    {"300/min", 300, 60000000, "300/min"},
+	    {"300/m", 300, 60000000, "300/min"},
+	    {"10/h", 10, 3600000000ull, "10/h"},
+	    {"5/hour", 5, 3600000000ull, "5/h"},
+	    {"2/d", 2, 86400000000ull, "2/d"},
+	    {"1000000/s", 1000000, 1000000, "1000000/s"},
+	    {"0", 0, 0, "0"},
+	};
+	static const struct {
+		const char *in;
+		int err;
+	} bad[] = {
+	    {"", -EINVAL},
+	    {"20", -EINVAL},
+	    {"20/", -EINVAL},
+	    {"/s", -EINVAL},
+	    {"20/ms", -EINVAL},
+	    {"20/us", -EINVAL},
+	    {"20 /s", -EINVAL},
+	    {"20/ s", -EINVAL},
+	    {"20/s ", -EINVAL},
+	    {"-1/s", -EINVAL},
+	    {"20/fortnight", -EINVAL},
+	    {"0/s", -ERANGE},
+	    {"1000001/s", -ERANGE},
+	    {"99999999999999999999999/s", -ERANGE},
+	    {"00", -EINVAL},
+	};
+	char buf[32];
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		unsigned count = 99;
+		uint64_t period = 99;
+
+		CHECK_INT(parse_rate(ok[i].in, &count, &period), 0);
+		CHECK_INT(count, ok[i].count);
+		CHECK_INT(period, ok[i].period);
+		CHECK_STR(parse_format_rate(count, period, buf, sizeof(buf)), ok[i].out);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		unsigned count = 99;
+		uint64_t period = 99;
+
+		CHECK_INT(parse_rate(bad[i].in, &count, &period), bad[i].err);
+		CHECK_INT(count, 99); /* untouched on failure */
+	}
+}
+
 int main(void)
 {
 	test_uint();
@@ -235,5 +294,6 @@ int main(void)
 	test_duration_errors();
 	test_format_duration();
 	test_size();
+	test_rate();
 	return check_done();
 }

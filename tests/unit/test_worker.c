@@ -241,6 +241,7 @@ struct run {
 	pthread_t thread;
 	int fd;
 	uint64_t idle_usec;
+	uint64_t end_usec;
 	struct worker_stats st;
 	int ret;
 	int done;
@@ -251,9 +252,9 @@ static void *run_main(void *arg)
 {
 	struct run *r = arg;
 
-	r->ret = worker_echo(r->fd, r->idle_usec, &r->st);
+	r->ret = worker_echo(r->fd, r->idle_usec, r->end_usec, &r->st);
 	/* what worker_run's close does, with the test still holding the fd */
-	if (r->st.end == WORKER_EOF || r->st.end == WORKER_DRAINED)
+	if (r->st.end == WORKER_EOF || r->st.end == WORKER_DRAINED || r->st.end == WORKER_LIFETIME)
 		shutdown(r->fd, SHUT_WR);
 	r->ended = clock_usec();
 	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
@@ -270,6 +271,14 @@ static void run_start_with(struct run *r, int fd, uint64_t idle_usec, void *(*fn
 static void run_start(struct run *r, int fd, uint64_t idle_usec)
 {
 	run_start_with(r, fd, idle_usec, run_main);
+}
+
+/* With a lifetime that ends at end_usec. */
+static void run_start_until(struct run *r, int fd, uint64_t end_usec)
+{
+	*r = (struct run){.fd = fd, .end_usec = end_usec};
+	if (pthread_create(&r->thread, NULL, run_main, r) != 0)
+		fail("pthread_create");
 }
 
 static void run_join(struct run *r)
@@ -410,6 +419,54 @@ static void test_idle(enum kind k)
 	CHECK_INT(r.st.bytes_out, 10);
 	CHECK(r.ended >= last + idle);
 	CHECK(r.ended < last + idle + 5000000);
+	close_pair(fds);
+}
+
+/* A connection that keeps talking is still closed at the end of its
+ * lifetime, after everything read has been sent back. */
+static void test_lifetime(enum kind k)
+{
+	const uint64_t life = 300000;
+	uint64_t start = clock_usec(), sent = 0;
+	int fds[2];
+	struct run r;
+
+	make_pair(k, fds, 0);
+	run_start_until(&r, fds[0], start + life);
+	while (!__atomic_load_n(&r.done, __ATOMIC_ACQUIRE) && clock_usec() < start + 5000000) {
+		if (peer_send(fds[1], sent, 1) != 0 || peer_recv(fds[1], sent, 1) != 0)
+			break;
+		sent++;
+		usleep(20000);
+	}
+	CHECK_INT(peer_recv_to_eof(fds[1], sent), 0);
+	run_join(&r);
+	CHECK_INT(r.st.end, WORKER_LIFETIME);
+	CHECK_INT(r.st.bytes_in, sent);
+	CHECK_INT(r.st.bytes_out, sent);
+	CHECK(r.ended >= start + life);
+	CHECK(r.ended < start + life + 2000000);
+	close_pair(fds);
+}
+
+/* Data that never stops flowing never makes the loop wait: the lifetime is
+ * looked at every few rounds all the same. */
+static void test_lifetime_busy(void)
+{
+	const size_t n = 64 * MIB;
+	uint64_t start = clock_usec();
+	long long got;
+	int fds[2];
+	struct run r;
+
+	make_pair(KIND_UNIX, fds, 0);
+	run_start_until(&r, fds[0], start + 100000);
+	got = peer_exchange(fds[1], n, 65536, 65536, 0);
+	run_join(&r);
+	CHECK(got != 0); /* cut short */
+	CHECK_INT(r.st.end, WORKER_LIFETIME);
+	CHECK(r.st.bytes_in < n);
+	CHECK(r.ended < start + 100000 + 2000000);
 	close_pair(fds);
 }
 
@@ -670,7 +727,7 @@ static void test_fallback(enum kind k, int (*deny)(int), int arg)
 		close(res[0]);
 		if (deny(arg) < 0)
 			_exit(3);
-		worker_echo(fds[0], 0, &st);
+		worker_echo(fds[0], 0, 0, &st);
 		_exit(write(res[1], &st, sizeof(st)) == sizeof(st) ? 0 : 4);
 	}
 	close(fds[0]);
@@ -961,6 +1018,7 @@ static void test_end_names(void)
 	CHECK_STR(worker_end_name(WORKER_RESET), "reset");
 	CHECK_STR(worker_end_name(WORKER_DRAINED), "drained");
 	CHECK_STR(worker_end_name(WORKER_ERROR), "error");
+	CHECK_STR(worker_end_name(WORKER_LIFETIME), "lifetime");
 }
 
 int main(void)
@@ -985,6 +1043,7 @@ int main(void)
 		test_never_reads(k);
 		test_reset(k);
 		test_drain(k, 1);
+		test_lifetime(k);
 		test_fallback(k, deny_pipe, 0);
 		test_fallback(k, deny_splice, k == KIND_TCP ? EINVAL : ENOSYS);
 	}
@@ -992,6 +1051,7 @@ int main(void)
 	test_drain(KIND_TCP, 0);
 	test_no_spin();
 	test_busy_stop();
+	test_lifetime_busy();
 	test_run_sigterm();
 	test_run_idle();
 	test_run_quiet();
