@@ -1,6 +1,7 @@
 /* Accepting connections: admission rules checked before fork, then one
  * forked worker per admitted connection. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@ static const char *const master_reject_names[MASTER_REJECT_N] = {
     [MASTER_REJECT_NOT_ALLOWED] = "not_allowed",
     [MASTER_REJECT_FORK] = "fork_failed",
     [MASTER_REJECT_RATE] = "rate_per_source",
+    [MASTER_REJECT_NOFILE] = "out_of_descriptors",
 };
 
 static const char *master_reject_name(enum master_reject r)
@@ -103,19 +105,48 @@ static void master_refuse(struct master *m, int fd, const struct addr *peer,
 }
 
 /* Resource exhaustion (descriptors, kernel memory, tasks): logged at most a
- * few times per interval, and accepting pauses briefly so that a condition
- * which a retry cannot fix does not turn the loop into a spin. */
+ * few times per interval, and accepting pauses so that a condition which a
+ * retry cannot fix does not turn the loop into a spin; the pause doubles
+ * while the failures go on (back-off) and starts short again after a
+ * success. */
 static void master_exhausted(struct master *m, const char *what, int err)
 {
 	unsigned suppressed = 0;
+	uint64_t now = clock_usec(), pause = m->pause_usec ? m->pause_usec : MASTER_PAUSE_USEC;
 
-	uint64_t now = clock_usec();
-
-	m->pause_until = now + MASTER_PAUSE_USEC;
+	m->pause_until = now + pause;
+	m->pause_usec = pause * 2 < MASTER_PAUSE_MAX_USEC ? pause * 2 : MASTER_PAUSE_MAX_USEC;
 	if (ratelimit_pass(&m->rl_resource, now, &suppressed))
 		log_struct(LOG_WARNING, LOG_ID_RESOURCE, NULL, 0,
 			   "%s failed: %s; pausing accept for %llums (%u similar not logged)", what,
-			   strerror(err), MASTER_PAUSE_USEC / 1000, suppressed);
+			   strerror(err), (unsigned long long)pause / 1000, suppressed);
+}
+
+/* Out of descriptors, a waiting connection can be neither served nor
+ * refused, and its listener stays readable: give up the spare descriptor,
+ * take the connection with it and close it (the client hears at once),
+ * then take the spare back. (The kernel reports EMFILE before it looks for
+ * a connection, so there may be none.) Returns 1 when one was refused, 0
+ * when none was waiting, -1 when this cannot work: no spare, or another
+ * process took the freed descriptor (ENFILE). */
+static int master_refuse_with_reserve(struct master *m, const struct listener *l)
+{
+	struct addr peer = {.len = sizeof(peer.ss)};
+	int fd, err;
+
+	if (m->reserve_fd < 0)
+		return -1;
+	close(m->reserve_fd);
+	fd = accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_CLOEXEC);
+	err = errno;
+	if (fd >= 0) {
+		addr_unmap(&peer);
+		master_refuse(m, fd, &peer, l, MASTER_REJECT_NOFILE);
+	}
+	m->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (m->reserve_fd < 0)
+		return -1;
+	return fd >= 0 ? 1 : err == EAGAIN ? 0 : -1;
 }
 
 static void master_spawn(struct master *m, int fd, const struct addr *peer,
@@ -137,7 +168,7 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 	};
 	const struct listener *lv = m->ls.v;
 	const size_t ln = m->ls.n;
-	const int own[] = {m->sfd, m->rfd[0], m->tfd};
+	const int own[] = {m->sfd, m->rfd[0], m->tfd, m->reserve_fd};
 	pid_t pid;
 
 	pid = fork();
@@ -184,10 +215,20 @@ void master_accept(struct master *m, const struct listener *l)
 			    errno == EPERM)
 				continue;
 			/* EMFILE, ENFILE, ENOBUFS, ENOMEM and anything unforeseen */
+			int err = errno, r = -1;
+			if (err == EMFILE || err == ENFILE)
+				r = master_refuse_with_reserve(m, l);
+			if (r == 1)
+				continue;
+			if (r == 0)
+				return;
 			m->accept_errors++;
-			master_exhausted(m, "accept", errno);
+			master_exhausted(m, "accept", err);
 			return;
 		}
+		/* The resources are back: the next shortage starts with a short
+		 * pause again. */
+		m->pause_usec = 0;
 		addr_unmap(&peer);
 		enum master_reject why = master_admit(m, &peer, clock_usec());
 		if (why == MASTER_ADMIT)

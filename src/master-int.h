@@ -16,7 +16,8 @@
 #include "worker.h"
 
 #define MASTER_KILL_GRACE_USEC (5 * 1000000ull) /* SIGTERM to SIGKILL of workers */
-#define MASTER_PAUSE_USEC      (100 * 1000ull)	/* accept pause when out of fds or tasks */
+#define MASTER_PAUSE_USEC      (100 * 1000ull)	/* first accept pause when out of fds or tasks */
+#define MASTER_PAUSE_MAX_USEC  (3200 * 1000ull) /* the pause doubles up to this */
 #define MASTER_ACCEPT_BATCH    64		/* accepts per wakeup, so signals are not starved */
 #define MASTER_EXPIRE_USEC     (1000000ull)	/* sources without workers forgotten this often */
 
@@ -34,6 +35,7 @@ enum master_reject {
 	MASTER_REJECT_NOT_ALLOWED,
 	MASTER_REJECT_FORK,
 	MASTER_REJECT_RATE,
+	MASTER_REJECT_NOFILE,
 	MASTER_REJECT_N,
 	MASTER_ADMIT = MASTER_REJECT_N,
 };
@@ -53,6 +55,8 @@ struct master {
 	size_t pfd_cap;
 	uint64_t start_usec;
 	uint64_t pause_until; /* no accept before this (resource exhaustion) */
+	uint64_t pause_usec;  /* the next pause; doubles while failures go on */
+	int reserve_fd;	      /* spare descriptor, given up to refuse when out of them */
 	uint64_t watchdog_usec, watchdog_next;
 	bool status_dirty;
 	uint64_t status_next;

@@ -83,6 +83,7 @@ void master_stats(struct master *m)
 	STAT("REJECTED_NOT_ALLOWED", m->rejected[MASTER_REJECT_NOT_ALLOWED]);
 	STAT("REJECTED_FORK", m->rejected[MASTER_REJECT_FORK]);
 	STAT("REJECTED_RATE", m->rejected[MASTER_REJECT_RATE]);
+	STAT("REJECTED_NO_DESCRIPTORS", m->rejected[MASTER_REJECT_NOFILE]);
 	STAT("ACCEPT_ERRORS", m->accept_errors);
 	STAT("BYTES_IN", in);
 	STAT("BYTES_OUT", out);

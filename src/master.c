@@ -340,7 +340,13 @@ int master_run(const struct master_opts *o, struct config *cfg, struct listen_se
 		return EXIT_OSERR;
 	}
 	(void)madvise(m, sizeof(*m), MADV_DONTFORK);
-	*m = (struct master){.o = o, .cfg = *cfg, .ls = *ls, .sfd = -1, .tfd = -1, .rfd = {-1, -1}};
+	*m = (struct master){.o = o,
+			     .cfg = *cfg,
+			     .ls = *ls,
+			     .sfd = -1,
+			     .tfd = -1,
+			     .rfd = {-1, -1},
+			     .reserve_fd = -1};
 	*cfg = (struct config){0};
 	*ls = (struct listen_set){0};
 	m->start_usec = clock_usec();
@@ -349,6 +355,9 @@ int master_run(const struct master_opts *o, struct config *cfg, struct listen_se
 	m->rl_resource = (struct ratelimit){.interval_usec = 5000000u, .burst = 3};
 	master_sigset(&set);
 	m->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	/* Kept for refusing connections when out of descriptors; without
+	 * it echod still runs, it pauses instead. */
+	m->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	r = children_init(&m->kids);
 	if (r == 0)
 		r = children_set_prefixes(&m->kids, m->cfg.source_prefix_v4,
@@ -385,6 +394,8 @@ out:
 		close(m->sfd);
 	if (m->tfd >= 0)
 		close(m->tfd);
+	if (m->reserve_fd >= 0)
+		close(m->reserve_fd);
 	for (int i = 0; i < 2; i++)
 		if (m->rfd[i] >= 0)
 			close(m->rfd[i]);

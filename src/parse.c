@@ -233,8 +233,10 @@ int parse_rate(const char *s, unsigned *count, uint64_t *period_usec)
 		return r;
 	if (*s++ != '/' || duration_unit(&s, &unit) < 0 || *s)
 		return -EINVAL;
-	/* Finer than a second is a rate nobody means for new connections. */
-	if (unit < USEC_PER_SEC)
+	/* Finer than a second is a rate nobody means for new connections, and
+	 * weeks are not a unit parse_format_rate writes. */
+	if (unit != USEC_PER_SEC && unit != USEC_PER_MIN && unit != USEC_PER_HOUR &&
+	    unit != USEC_PER_DAY)
 		return -EINVAL;
 	if (n < 1 || n > PARSE_RATE_MAX)
 		return -ERANGE;

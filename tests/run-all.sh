@@ -2,7 +2,8 @@
 # The whole test suite from a fresh Debian 12 checkout: installs what is
 # missing (as root), builds with warnings as errors, runs every meson test,
 # then builds the .deb and the .rpm (lintian, rpmlint, same file lists) and
-# runs the system test under real systemd in a container. Prints one line
+# runs the system test under real systemd in a container, then fuzzes the
+# parsers for a bounded time. Prints one line
 # "N passed, N failed[, N skipped]" and exits non-zero on any failure.
 #
 # usage: tests/run-all.sh [--quick] [MESON TEST ARGS...]
@@ -17,7 +18,7 @@ if [ "${1:-}" = "--quick" ]; then
 fi
 
 deps=(meson ninja-build pkgconf gcc libc6-dev libinih-dev python3 systemd procps mandoc
-      clang-format)
+      clang-format clang libclang-rt-14-dev)
 missing=()
 for p in "${deps[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
@@ -69,6 +70,8 @@ if [ "$quick" = no ]; then
 	step package-rpm packaging/build-rpm "$pkgdir"
 	deb=$(ls "$pkgdir"/echod_*.deb 2>/dev/null | grep -v dbgsym | head -n 1 || true)
 	step system tests/system/run-system-test ${deb:+"$deb"}
+	# The committed corpora first, then 40 s of fuzzing per parser.
+	step fuzz tests/fuzz/run-fuzz --out "$build/fuzz"
 fi
 
 # CI reads one summary line; meson's own summary is not in that form.

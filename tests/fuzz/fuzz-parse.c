@@ -170,6 +170,27 @@ static void check_duration(const char *s, size_t short_len)
 	check_format(usec, short_len);
 }
 
+/* An accepted rate is within its bounds, and formats to a text that reads
+ * back to the same rate; a refused one leaves the outputs alone. */
+static void check_rate(const char *s)
+{
+	unsigned count = 7, count2 = 0;
+	uint64_t period = 7, period2 = 0;
+	char buf[48];
+	int r = parse_rate(s, &count, &period);
+
+	if (r < 0) {
+		FUZZ_CHECK(r == -EINVAL || r == -ERANGE, "parse_rate(\"%s\") = %d", s, r);
+		FUZZ_CHECK(count == 7 && period == 7, "parse_rate(\"%s\") failed but wrote", s);
+		return;
+	}
+	FUZZ_CHECK(count == 0 ? period == 0 : count <= PARSE_RATE_MAX && period >= 1000000,
+		   "parse_rate(\"%s\") = %u per %llu us", s, count, (unsigned long long)period);
+	parse_format_rate(count, period, buf, sizeof(buf));
+	FUZZ_CHECK(parse_rate(buf, &count2, &period2) == 0 && count2 == count && period2 == period,
+		   "rate \"%s\" formats as \"%s\", which reads back differently", s, buf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *s = fuzz_cstring(data, size);
@@ -184,6 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_size(s);
 	check_bool(s);
 	check_duration(s, short_len);
+	check_rate(s);
 	free(s);
 	return 0;
 }

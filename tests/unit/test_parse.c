@@ -261,6 +261,8 @@ static void test_rate(void)
 	    {"20/s ", -EINVAL},
 	    {"-1/s", -EINVAL},
 	    {"20/fortnight", -EINVAL},
+	    {"1/w", -EINVAL},
+	    {"1/weeks", -EINVAL},
 	    {"0/s", -ERANGE},
 	    {"1000001/s", -ERANGE},
 	    {"99999999999999999999999/s", -ERANGE},
