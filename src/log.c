@@ -86,6 +86,10 @@ void log_setup(enum log_target target, int level)
 	log_state.level = level;
 	log_state.journal = target == LOG_TARGET_JOURNAL || (target == LOG_TARGET_AUTO && stream);
 	log_state.stderr_to_journal = stream;
+	/* gmtime_r reads the time zone files the first time it runs; done
+	 * here, that first time never falls in a sandboxed worker, which may
+	 * not open files. */
+	tzset();
 	errno = saved;
 }
 

@@ -20,6 +20,7 @@
 #include "clock.h"
 #include "err.h"
 #include "log.h"
+#include "sandbox.h"
 
 /* A connection starts with plain read/write through this buffer, kept in
  * the worker's stack frame: most echo exchanges are small, and for them a
@@ -481,9 +482,14 @@ static int worker_report_send(int fd, const struct worker_report *rep)
 
 _Noreturn void worker_run(const struct worker_conn *c)
 {
-	struct worker_stats st;
+	struct worker_stats st = {.end = WORKER_ERROR};
+	int r = sandbox_enter();
 
-	worker_echo(c->fd, c->idle_usec, c->end_usec, &st);
+	/* Unconfined, it does not serve: the failure is logged as an error. */
+	if (r < 0)
+		st.error = r;
+	else
+		worker_echo(c->fd, c->idle_usec, c->end_usec, &st);
 	/* After EOF the close below sends our FIN; a drained client may still be
 	 * sending, so it gets the FIN first and then time to read the rest. A
 	 * failed shutdown means the client is gone: nobody is left to tell. */

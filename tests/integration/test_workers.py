@@ -35,6 +35,25 @@ class WorkersTest(h.TestCase):
         for c in clients:
             c.close()
 
+    def test_worker_is_sandboxed(self):
+        """Issue 5: before it touches client data a worker has no
+        capability, no_new_privs and a seccomp filter (the master here runs
+        as root, so the capabilities are really dropped)."""
+        d = self.start()
+        (c,) = self.open_clients(1)
+        worker = d.worker_for(c)
+        with open(f"/proc/{worker}/status") as f:
+            st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        with open(f"/proc/{d.pid}/status") as f:
+            master = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        print(f"worker {worker}: CapEff {st['CapEff']} NoNewPrivs {st['NoNewPrivs']} Seccomp {st['Seccomp']}")
+        self.assertEqual(int(st["CapEff"], 16), 0, st)
+        self.assertEqual(int(st["CapPrm"], 16), 0, st)
+        self.assertEqual(st["NoNewPrivs"], "1")
+        self.assertEqual(st["Seccomp"], "2")
+        self.assertNotEqual(master["Seccomp"], "2", "the master itself is not confined")
+        self.assertEqual(h.echo(c, b"still echoing"), b"still echoing")
+
     def test_workers_reaped_after_clients_leave(self):
         d = self.start()
         clients = self.open_clients(5)
