@@ -22,6 +22,7 @@
 #include "log.h"
 #include "master-int.h"
 #include "notify.h"
+#include "sandbox.h"
 #include "worker.h"
 
 #define MASTER_STATUS_USEC 1000000ull /* STATUS= at most once a second */
@@ -358,6 +359,8 @@ int master_run(const struct master_opts *o, struct config *cfg, struct listen_se
 	/* Kept for refusing connections when out of descriptors; without
 	 * it echod still runs, it pauses instead. */
 	m->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	/* Without memory for the copy, workers use the original: slower only. */
+	(void)sandbox_init();
 	r = children_init(&m->kids);
 	if (r == 0)
 		r = children_set_prefixes(&m->kids, m->cfg.source_prefix_v4,

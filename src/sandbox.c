@@ -8,6 +8,8 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -34,12 +36,26 @@ static int sandbox_drop_caps(void)
 	return syscall(SYS_capset, &hdr, data) < 0 ? err_last() : 0;
 }
 
+/* The program the kernel copies in: by default the generated array itself,
+ * after sandbox_init a copy on the master's heap. */
+static struct sock_fprog sandbox_prog = {
+    .len = sizeof(sandbox_filter) / sizeof(sandbox_filter[0]),
+    .filter = (struct sock_filter *)sandbox_filter,
+};
+
+int sandbox_init(void)
+{
+	struct sock_filter *copy = malloc(sizeof(sandbox_filter));
+
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, sandbox_filter, sizeof(sandbox_filter));
+	sandbox_prog.filter = copy;
+	return 0;
+}
+
 int sandbox_enter(void)
 {
-	const struct sock_fprog prog = {
-	    .len = sizeof(sandbox_filter) / sizeof(sandbox_filter[0]),
-	    .filter = (struct sock_filter *)sandbox_filter,
-	};
 	int r = sandbox_drop_caps();
 
 	if (r < 0)
@@ -48,7 +64,7 @@ int sandbox_enter(void)
 	 * keeps an exec (which the filter forbids anyway) from gaining any. */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return err_last();
-	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &sandbox_prog) < 0)
 		return err_last();
 	return 0;
 }
