@@ -15,6 +15,7 @@
 #include "log.h"
 #include "master.h"
 #include "notify.h"
+#include "sandbox.h"
 
 static void usage(FILE *f)
 {
@@ -89,7 +90,7 @@ int main(int argc, char **argv)
 			o.debug = true;
 			break;
 		case 'V':
-			printf("echod %s\n", ECHOD_VERSION);
+			printf("echod %s\nworker sandbox: %s\n", ECHOD_VERSION, sandbox_kind());
 			return 0;
 		case 'h':
 			usage(stdout);

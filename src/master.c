@@ -384,6 +384,8 @@ int master_run(const struct master_opts *o, struct config *cfg, struct listen_se
 	snprintf(spid, sizeof(spid), "%ld", (long)getpid());
 	const struct log_kv kv[] = {{"MAIN_PID", spid}};
 	log_struct(LOG_INFO, LOG_ID_STARTED, kv, 1, "echod %s started", ECHOD_VERSION);
+	if (!ECHOD_SANDBOX)
+		log_warning("built with -Dsandbox=false: workers run without their seccomp filter");
 	notify_ready();
 	master_status(m);
 

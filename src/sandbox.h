@@ -18,4 +18,7 @@ int sandbox_init(void);
  * enter the sandbox must not serve. */
 int sandbox_enter(void);
 
+/* "seccomp", or "off" in a build made with -Dsandbox=false. */
+const char *sandbox_kind(void);
+
 #endif

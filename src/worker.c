@@ -498,13 +498,15 @@ _Noreturn void worker_run(const struct worker_conn *c)
 		worker_linger(c->fd, WORKER_FLUSH_USEC);
 	/* The client is done with before the report, which may have to wait. */
 	close(c->fd);
-	const struct worker_report rep = {
-	    .pid = getpid(),
-	    .peer = c->peer,
-	    .local_port = c->local_port,
-	    .start_usec = c->start_usec,
-	    .st = st,
-	};
+	struct worker_report rep;
+
+	/* Whole, padding included: all of it goes down the pipe. */
+	memset(&rep, 0, sizeof(rep));
+	rep.pid = getpid();
+	rep.peer = c->peer;
+	rep.local_port = c->local_port;
+	rep.start_usec = c->start_usec;
+	rep.st = st;
 	/* Sent whether or not the entry is logged: the master's byte totals
 	 * (SIGUSR1) are the sum of the reports. Only a master stuck for a
 	 * second with its whole queue full (a megabyte) misses one; then the

@@ -72,6 +72,10 @@ if [ "$quick" = no ]; then
 	step system tests/system/run-system-test ${deb:+"$deb"}
 	# The committed corpora first, then 40 s of fuzzing per parser.
 	step fuzz tests/fuzz/run-fuzz --out "$build/fuzz"
+	# Unit and integration suites under ASan+UBSan; the master under
+	# valgrind through reloads and a drain (both built -Dsandbox=false).
+	step sanitizers env BUILD_DIR="$build-asan" tests/sanitize/run-asan
+	step valgrind env BUILD_DIR="$build-valgrind" tests/sanitize/run-valgrind
 fi
 
 # CI reads one summary line; meson's own summary is not in that form.

@@ -82,6 +82,7 @@ class CliTest(h.TestCase):
             r = run_echod(opt)
             self.assertEqual(r.rc, 0, f"{opt}: {r}")
             self.assertEqual(r.out.splitlines()[:1], [want], f"{opt}: {r}")
+            self.assertRegex(r.out.splitlines()[1], r"^worker sandbox: (seccomp|off)$", f"{opt}: {r}")
 
     def test_help(self):
         for opt in ("--help", "-h"):
