@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "access.h"
@@ -45,6 +46,17 @@ void master_kill_one(const struct child *c, void *sig)
 	kill(c->pid, *(int *)sig);
 }
 
+/* The limits on live workers. */
+static enum master_reject master_over_limits(const struct master *m, const struct sockaddr *sa)
+{
+	if (children_count(&m->kids) >= m->cfg.max_connections)
+		return MASTER_REJECT_MAX_CONN;
+	if (m->cfg.max_connections_per_source &&
+	    children_source_count(&m->kids, sa) >= m->cfg.max_connections_per_source)
+		return MASTER_REJECT_PER_SOURCE;
+	return MASTER_ADMIT;
+}
+
 static enum master_reject master_admit(struct master *m, const struct addr *peer, uint64_t now)
 {
 	const struct sockaddr *sa = (const struct sockaddr *)&peer->ss;
@@ -66,12 +78,16 @@ static enum master_reject master_admit(struct master *m, const struct addr *peer
 		&m->kids.src, sa, now, m->cfg.rate_period_usec / m->cfg.rate_per_source,
 		m->cfg.burst_per_source ? m->cfg.burst_per_source : m->cfg.rate_per_source) == 0)
 		return MASTER_REJECT_RATE;
-	if (children_count(&m->kids) >= m->cfg.max_connections)
-		return MASTER_REJECT_MAX_CONN;
-	if (m->cfg.max_connections_per_source &&
-	    children_source_count(&m->kids, sa) >= m->cfg.max_connections_per_source)
-		return MASTER_REJECT_PER_SOURCE;
-	return MASTER_ADMIT;
+	/* Workers that have exited count until they are reaped, and a batch
+	 * of accepts runs ahead of their SIGCHLDs: a refusal here reaps and
+	 * asks again, so that a client reconnecting in a loop is never
+	 * refused below the limits. */
+	enum master_reject why = master_over_limits(m, sa);
+	if (why != MASTER_ADMIT) {
+		master_reap(m);
+		why = master_over_limits(m, sa);
+	}
+	return why;
 }
 
 /* A refusal closes at once and is counted; the log sees at most one line
@@ -109,12 +125,12 @@ static void master_refuse(struct master *m, int fd, const struct addr *peer,
  * retry cannot fix does not turn the loop into a spin; the pause doubles
  * while the failures go on (back-off) and starts short again after a
  * success. */
-static void master_exhausted(struct master *m, const char *what, int err)
+static void master_exhausted(struct master *m, const char *what, int err, uint64_t *until)
 {
 	unsigned suppressed = 0;
 	uint64_t now = clock_usec(), pause = m->pause_usec ? m->pause_usec : MASTER_PAUSE_USEC;
 
-	m->pause_until = now + pause;
+	*until = now + pause;
 	m->pause_usec = pause * 2 < MASTER_PAUSE_MAX_USEC ? pause * 2 : MASTER_PAUSE_MAX_USEC;
 	if (ratelimit_pass(&m->rl_resource, now, &suppressed))
 		log_struct(LOG_WARNING, LOG_ID_RESOURCE, NULL, 0,
@@ -172,6 +188,15 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 	pid_t pid;
 
 	pid = fork();
+	/* Exited workers hold their task slots (RLIMIT_NPROC, TasksMax) until
+	 * reaped, and one still on its way out cannot be reaped yet: reap and
+	 * try again, a few times over at most a couple of milliseconds, before
+	 * calling it a shortage. */
+	for (int i = 0; pid < 0 && errno == EAGAIN && i < MASTER_FORK_RETRIES; i++) {
+		if (master_reap(m) == 0)
+			nanosleep(&(struct timespec){.tv_nsec = 100000}, NULL);
+		pid = fork();
+	}
 	if (pid == 0) {
 		for (size_t i = 0; i < ln; i++)
 			close(lv[i].fd);
@@ -183,9 +208,15 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 	if (pid < 0) {
 		int err = errno;
 		master_refuse(m, fd, peer, l, MASTER_REJECT_FORK);
-		master_exhausted(m, "fork", err);
+		/* Accepting pauses too, so that a flood waits in the backlog
+		 * instead of costing an accept and a close each; the rest of
+		 * this batch is refused without a fork. */
+		master_exhausted(m, "fork", err, &m->pause_until);
+		m->fork_pause_until = m->pause_until;
 		return;
 	}
+	/* Tasks are there again: the next shortage starts with a short pause. */
+	m->pause_usec = 0;
 	close(fd);
 	if (children_add(&m->kids, pid, (const struct sockaddr *)&peer->ss, c.start_usec) < 0) {
 		/* Without a table entry it could not be counted against the limits;
@@ -200,6 +231,12 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 
 void master_accept(struct master *m, const struct listener *l)
 {
+	/* A spare lost to a deeper shortage (another process took the freed
+	 * descriptor) is taken back first thing, while it can still get the
+	 * lowest free number, as at start. */
+	if (m->reserve_fd < 0)
+		m->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
 	for (int i = 0; i < MASTER_ACCEPT_BATCH; i++) {
 		/* The length is in-out: it must be reset before every accept. */
 		struct addr peer = {.len = sizeof(peer.ss)};
@@ -223,17 +260,17 @@ void master_accept(struct master *m, const struct listener *l)
 			if (r == 0)
 				return;
 			m->accept_errors++;
-			master_exhausted(m, "accept", err);
+			master_exhausted(m, "accept", err, &m->pause_until);
 			return;
 		}
-		/* The resources are back: the next shortage starts with a short
-		 * pause again. */
-		m->pause_usec = 0;
 		addr_unmap(&peer);
-		enum master_reject why = master_admit(m, &peer, clock_usec());
-		if (why == MASTER_ADMIT)
-			master_spawn(m, fd, &peer, l);
-		else
+		uint64_t now = clock_usec();
+		enum master_reject why = master_admit(m, &peer, now);
+		if (why == MASTER_ADMIT && now < m->fork_pause_until)
+			why = MASTER_REJECT_FORK;
+		if (why != MASTER_ADMIT)
 			master_refuse(m, fd, &peer, l, why);
+		else
+			master_spawn(m, fd, &peer, l);
 	}
 }

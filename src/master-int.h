@@ -20,6 +20,7 @@
 #define MASTER_PAUSE_MAX_USEC  (3200 * 1000ull) /* the pause doubles up to this */
 #define MASTER_ACCEPT_BATCH    64		/* accepts per wakeup, so signals are not starved */
 #define MASTER_EXPIRE_USEC     (1000000ull)	/* sources without workers forgotten this often */
+#define MASTER_FORK_RETRIES    20 /* fork EAGAIN: reap and retry, 0.1 ms apart at most */
 
 enum master_phase {
 	MASTER_RUN,
@@ -54,9 +55,10 @@ struct master {
 	struct pollfd *pfd;
 	size_t pfd_cap;
 	uint64_t start_usec;
-	uint64_t pause_until; /* no accept before this (resource exhaustion) */
-	uint64_t pause_usec;  /* the next pause; doubles while failures go on */
-	int reserve_fd;	      /* spare descriptor, given up to refuse when out of them */
+	uint64_t pause_until;	   /* no accept before this (resource exhaustion) */
+	uint64_t fork_pause_until; /* out of tasks: refuse without a fork until then */
+	uint64_t pause_usec;	   /* the next pause; doubles while failures go on */
+	int reserve_fd;		   /* spare descriptor, given up to refuse when out of them */
 	uint64_t watchdog_usec, watchdog_next;
 	bool status_dirty;
 	uint64_t status_next;
@@ -72,6 +74,9 @@ struct master {
 
 /* master.c */
 void master_status(struct master *m);
+/* Collects every exited worker (waitpid WNOHANG) and logs the abnormal ends.
+ * Returns how many it collected. */
+unsigned master_reap(struct master *m);
 
 /* master-accept.c */
 void master_accept(struct master *m, const struct listener *l);

@@ -65,13 +65,15 @@ void master_status(struct master *m)
 	m->status_next = clock_usec() + MASTER_STATUS_USEC;
 }
 
-static void master_reap(struct master *m)
+unsigned master_reap(struct master *m)
 {
 	struct child c;
+	unsigned n = 0;
 	pid_t pid;
 	int st;
 
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		n++;
 		if (children_remove(&m->kids, pid, &c) < 0)
 			continue;
 		m->status_dirty = true;
@@ -101,6 +103,7 @@ static void master_reap(struct master *m)
 			   "worker %ld for %s %s %s", (long)pid, peer,
 			   WIFSIGNALED(st) ? "killed by signal" : "failed with", sig);
 	}
+	return n;
 }
 
 static void master_signal_all(struct master *m, int sig)
