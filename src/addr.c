@@ -253,3 +253,17 @@ void addr_unmap(struct addr *a)
 	memcpy(&in, &sin6.sin6_addr.s6_addr[12], sizeof(in));
 	addr_set_v4(a, &in, ntohs(sin6.sin6_port));
 }
+
+int addr_ip_from(struct addr *a, const struct sockaddr *sa)
+{
+	memset(a, 0, sizeof(*a));
+	if (sa->sa_family == AF_INET)
+		a->len = sizeof(struct sockaddr_in);
+	else if (sa->sa_family == AF_INET6)
+		a->len = sizeof(struct sockaddr_in6);
+	else
+		return -EAFNOSUPPORT;
+	memcpy(&a->ss, sa, a->len);
+	addr_unmap(a);
+	return 0;
+}

@@ -40,4 +40,8 @@ bool addr_equal(const struct addr *a, const struct addr *b);
  * anything else is left alone. */
 void addr_unmap(struct addr *a);
 
+/* Copies an AF_INET or AF_INET6 address into *a, IPv4-mapped made IPv4.
+ * Returns 0, or -EAFNOSUPPORT for any other family. */
+int addr_ip_from(struct addr *a, const struct sockaddr *sa);
+
 #endif

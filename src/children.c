@@ -55,16 +55,11 @@ static uint32_t children_pid_hash(pid_t pid)
 /* The peer as the table stores it: a copy, IPv4-mapped made IPv4. */
 static int children_peer(const struct sockaddr *sa, union child_peer *p)
 {
-	struct addr a = {0};
+	struct addr a;
+	int r = addr_ip_from(&a, sa);
 
-	if (sa->sa_family == AF_INET)
-		a.len = sizeof(struct sockaddr_in);
-	else if (sa->sa_family == AF_INET6)
-		a.len = sizeof(struct sockaddr_in6);
-	else
-		return -EAFNOSUPPORT;
-	memcpy(&a.ss, sa, a.len);
-	addr_unmap(&a);
+	if (r < 0)
+		return r;
 	memset(p, 0, sizeof(*p));
 	memcpy(p, &a.ss, a.ss.ss_family == AF_INET ? sizeof(p->in) : sizeof(p->in6));
 	return 0;

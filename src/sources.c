@@ -83,17 +83,12 @@ static uint64_t sources_hash(const struct sources_key *k)
  * prefix of its family; port and IPv6 scope are not part of it. */
 static int sources_key_of(const struct sources *s, const struct sockaddr *sa, struct sources_key *k)
 {
-	struct addr a = {0};
+	struct addr a;
 	unsigned prefix, len;
+	int r = addr_ip_from(&a, sa);
 
-	if (sa->sa_family == AF_INET)
-		a.len = sizeof(struct sockaddr_in);
-	else if (sa->sa_family == AF_INET6)
-		a.len = sizeof(struct sockaddr_in6);
-	else
-		return -EAFNOSUPPORT;
-	memcpy(&a.ss, sa, a.len);
-	addr_unmap(&a);
+	if (r < 0)
+		return r;
 	memset(k, 0, sizeof(*k));
 	k->family = a.ss.ss_family;
 	if (k->family == AF_INET) {

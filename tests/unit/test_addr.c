@@ -265,6 +265,26 @@ static void test_port(void)
 	CHECK_INT(addr_port((struct sockaddr *)&un), 0);
 }
 
+/* A copy of an IP peer, mapped IPv4 unmapped, port kept; nothing else. */
+static void test_ip_from(void)
+{
+	struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons(9)};
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	struct addr a, b[2];
+	const char *why;
+
+	CHECK_INT(inet_pton(AF_INET6, "::ffff:192.0.2.7", &v6.sin6_addr), 1);
+	CHECK_INT(addr_ip_from(&a, (struct sockaddr *)&v6), 0);
+	CHECK_INT(addr_parse_listen("192.0.2.7:9", b, &why), 1);
+	CHECK(addr_equal(&a, &b[0]));
+	CHECK_INT(a.len, sizeof(struct sockaddr_in));
+	CHECK_INT(inet_pton(AF_INET6, "2001:db8::7", &v6.sin6_addr), 1);
+	CHECK_INT(addr_ip_from(&a, (struct sockaddr *)&v6), 0);
+	CHECK_INT(addr_parse_listen("[2001:db8::7]:9", b, &why), 1);
+	CHECK(addr_equal(&a, &b[0]));
+	CHECK_INT(addr_ip_from(&a, (struct sockaddr *)&un), -EAFNOSUPPORT);
+}
+
 int main(void)
 {
 	test_parse_good();
@@ -274,5 +294,6 @@ int main(void)
 	test_equal_unmap();
 	test_round_trip();
 	test_port();
+	test_ip_from();
 	return check_done();
 }
