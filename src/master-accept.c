@@ -125,12 +125,12 @@ static void master_refuse(struct master *m, int fd, const struct addr *peer,
  * retry cannot fix does not turn the loop into a spin; the pause doubles
  * while the failures go on (back-off) and starts short again after a
  * success. */
-static void master_exhausted(struct master *m, const char *what, int err, uint64_t *until)
+static void master_exhausted(struct master *m, const char *what, int err)
 {
 	unsigned suppressed = 0;
 	uint64_t now = clock_usec(), pause = m->pause_usec ? m->pause_usec : MASTER_PAUSE_USEC;
 
-	*until = now + pause;
+	m->pause_until = now + pause;
 	m->pause_usec = pause * 2 < MASTER_PAUSE_MAX_USEC ? pause * 2 : MASTER_PAUSE_MAX_USEC;
 	if (ratelimit_pass(&m->rl_resource, now, &suppressed))
 		log_struct(LOG_WARNING, LOG_ID_RESOURCE, NULL, 0,
@@ -169,8 +169,8 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 			 const struct listener *l)
 {
 	/* Everything the worker needs is copied out first: *m is not mapped in
-	 * the child (master_run). */
-	/* the worker must not read the clock itself (see worker_echo) */
+	 * the child (master_run). The start time too: the worker must not
+	 * read the clock itself (see worker_echo). */
 	const uint64_t start = clock_usec();
 	const struct worker_conn c = {
 	    .fd = fd,
@@ -211,8 +211,7 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 		/* Accepting pauses too, so that a flood waits in the backlog
 		 * instead of costing an accept and a close each; the rest of
 		 * this batch is refused without a fork. */
-		master_exhausted(m, "fork", err, &m->pause_until);
-		m->fork_pause_until = m->pause_until;
+		master_exhausted(m, "fork", err);
 		return;
 	}
 	/* Tasks are there again: the next shortage starts with a short pause. */
@@ -260,13 +259,15 @@ void master_accept(struct master *m, const struct listener *l)
 			if (r == 0)
 				return;
 			m->accept_errors++;
-			master_exhausted(m, "accept", err, &m->pause_until);
+			master_exhausted(m, "accept", err);
 			return;
 		}
 		addr_unmap(&peer);
 		uint64_t now = clock_usec();
 		enum master_reject why = master_admit(m, &peer, now);
-		if (why == MASTER_ADMIT && now < m->fork_pause_until)
+		/* Only a failed fork earlier in this batch pauses accepting
+		 * while it runs (a failed accept ends the batch). */
+		if (why == MASTER_ADMIT && now < m->pause_until)
 			why = MASTER_REJECT_FORK;
 		if (why != MASTER_ADMIT)
 			master_refuse(m, fd, &peer, l, why);

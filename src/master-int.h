@@ -55,10 +55,9 @@ struct master {
 	struct pollfd *pfd;
 	size_t pfd_cap;
 	uint64_t start_usec;
-	uint64_t pause_until;	   /* no accept before this (resource exhaustion) */
-	uint64_t fork_pause_until; /* out of tasks: refuse without a fork until then */
-	uint64_t pause_usec;	   /* the next pause; doubles while failures go on */
-	int reserve_fd;		   /* spare descriptor, given up to refuse when out of them */
+	uint64_t pause_until; /* no accept before this (resource exhaustion) */
+	uint64_t pause_usec;  /* the next pause; doubles while failures go on */
+	int reserve_fd;	      /* spare descriptor, given up to refuse when out of them */
 	uint64_t watchdog_usec, watchdog_next;
 	bool status_dirty;
 	uint64_t status_next;

@@ -222,19 +222,26 @@ void sources_free(struct sources *s)
 	*s = (struct sources){0};
 }
 
-int sources_inc(struct sources *s, const struct sockaddr *sa)
+/* sa's live entry, added if absent. Returns 0 or -errno. */
+static int sources_entry(struct sources *s, const struct sockaddr *sa, struct sources_entry **e)
 {
 	struct sources_key k;
-	struct sources_entry *e;
 	int r = sources_key_of(s, sa, &k);
 
 	if (r < 0)
 		return r;
-	e = sources_get(s, &k);
-	if (!e)
-		return -ENOMEM;
-	e->count++;
-	return 0;
+	*e = sources_get(s, &k);
+	return *e ? 0 : -ENOMEM;
+}
+
+int sources_inc(struct sources *s, const struct sockaddr *sa)
+{
+	struct sources_entry *e;
+	int r = sources_entry(s, sa, &e);
+
+	if (r == 0)
+		e->count++;
+	return r;
 }
 
 void sources_dec(struct sources *s, const struct sockaddr *sa)
@@ -265,16 +272,12 @@ unsigned sources_count(const struct sources *s, const struct sockaddr *sa)
 int sources_rate_take(struct sources *s, const struct sockaddr *sa, uint64_t now,
 		      uint64_t interval_usec, unsigned burst)
 {
-	struct sources_key k;
 	struct sources_entry *e;
 	uint64_t tat, tolerance;
-	int r = sources_key_of(s, sa, &k);
+	int r = sources_entry(s, sa, &e);
 
 	if (r < 0)
 		return r;
-	e = sources_get(s, &k);
-	if (!e)
-		return -ENOMEM;
 	/* tat runs ahead of now by interval_usec per connection and catches up
 	 * with time; more than burst - 1 intervals ahead is over the rate. */
 	tat = e->tat > now ? e->tat : now;
