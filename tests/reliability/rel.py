@@ -164,6 +164,7 @@ class LiveConn:
         self.lost = 0  # bytes sent that never came back, at the end
         self.mismatch = None  # offset of the first wrong byte
         self.shut = False
+        self.send_failed = False  # the server reset: read what is left, send no more
 
 
 class LiveLoad:
@@ -206,6 +207,7 @@ class LiveLoad:
     def _want_write(self, c, now):
         return (
             c.end is None
+            and not c.send_failed
             and not self.closing.is_set()
             and len(c.pending) < self.WINDOW
             and c.sent < self.rate * (now - self.t0) + self.CHUNK
@@ -224,7 +226,9 @@ class LiveLoad:
         except (BlockingIOError, InterruptedError):
             return
         except (BrokenPipeError, ConnectionResetError):
-            self._finish(c, "reset")
+            # The echo that arrived before the reset is still queued here:
+            # the connection ends when reading says so, not now.
+            c.send_failed = True
             return
         c.pending += data[:k]
         c.sent += k
@@ -234,11 +238,11 @@ class LiveLoad:
             chunk = c.sock.recv(1 << 16)
         except (BlockingIOError, InterruptedError):
             return
-        except ConnectionResetError:
+        except (BrokenPipeError, ConnectionResetError):
             self._finish(c, "reset")
             return
         if not chunk:
-            self._finish(c, "eof")
+            self._finish(c, "reset" if c.send_failed else "eof")
             return
         k = len(chunk)
         if k > len(c.pending) or c.pending[:k] != chunk:

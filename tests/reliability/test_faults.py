@@ -417,7 +417,7 @@ class FaultsTest(rel.TestCase):
             self.assertIsNotNone(e, f"no close entry for port {c.port}")
             self.assertEqual(e.fields["close_reason"], "drained", e.raw)
             self.assertEqual((int(e.fields["bytes_in"]), int(e.fields["bytes_out"])), (c.verified, c.verified),
-                             f"the client got {c.verified} bytes: {e.raw}")
+                             f"the client got {c.verified} bytes, end {c.end}: {e.raw}")
             # The worker exits with the client's latest bytes unread, so its
             # FIN may be followed by a reset: only after the last echoed byte.
             self.assertIn(c.end, ("eof", "reset"), e.raw)
