@@ -661,6 +661,7 @@ def pump(sock, data=b"", *, expect=None, shut_wr=False, until_eof=False, timeout
     got = bytearray()
     end = None
     shut_done = False
+    send_failed = False
     sock.setblocking(False)
     sel = selectors.DefaultSelector()
     deadline = time.monotonic() + timeout
@@ -685,10 +686,12 @@ def pump(sock, data=b"", *, expect=None, shut_wr=False, until_eof=False, timeout
                     except (BlockingIOError, InterruptedError):
                         pass
                     except (BrokenPipeError, ConnectionResetError):
-                        end = "reset"
-                    if sent == len(data) or end:
+                        # What came back before the reset is still to read:
+                        # stop sending, and let the reads say when it ends.
+                        send_failed = True
+                    if sent == len(data) or send_failed:
                         sel.modify(sock, selectors.EVENT_READ)
-                        if shut_wr and not shut_done and not end:
+                        if shut_wr and not shut_done and not send_failed:
                             sock.shutdown(socket.SHUT_WR)
                             shut_done = True
                 if ev & selectors.EVENT_READ:
@@ -696,13 +699,13 @@ def pump(sock, data=b"", *, expect=None, shut_wr=False, until_eof=False, timeout
                         chunk = sock.recv(1 << 20)
                     except (BlockingIOError, InterruptedError):
                         continue
-                    except ConnectionResetError:
+                    except (BrokenPipeError, ConnectionResetError):
                         end = "reset"
                         chunk = None
                     if chunk:
                         got += chunk
                     else:
-                        end = end or "eof"
+                        end = end or ("reset" if send_failed else "eof")
             if end:
                 break
     finally:

@@ -489,8 +489,10 @@ def pump_many(jobs, *, timeout=60.0, chunk_sizes=None):
                     except (BlockingIOError, InterruptedError):
                         pass
                     except (BrokenPipeError, ConnectionResetError):
-                        st["end"] = "reset"
-                    if st["sent"] == len(st["data"]) and st["end"] is None:
+                        # What came back before the reset is still to read.
+                        st["send_failed"] = True
+                        sel.modify(s, selectors.EVENT_READ, st)
+                    if st["sent"] == len(st["data"]) and not st.get("send_failed"):
                         s.shutdown(socket.SHUT_WR)
                         sel.modify(s, selectors.EVENT_READ, st)
                 if ev & selectors.EVENT_READ and st["end"] is None:
@@ -498,13 +500,13 @@ def pump_many(jobs, *, timeout=60.0, chunk_sizes=None):
                         got = s.recv(1 << 18)
                     except (BlockingIOError, InterruptedError):
                         continue
-                    except ConnectionResetError:
+                    except (BrokenPipeError, ConnectionResetError):
                         st["end"] = "reset"
                         got = None
                     if got:
                         st["got"] += got
                     elif got is not None:
-                        st["end"] = "eof"
+                        st["end"] = "reset" if st.get("send_failed") else "eof"
                 if st["end"] is not None:
                     sel.unregister(s)
                     left -= 1
