@@ -120,22 +120,39 @@ static void master_refuse(struct master *m, int fd, const struct addr *peer,
 		   suppressed ? " (earlier refusals not logged, see SUPPRESSED)" : "");
 }
 
-/* Resource exhaustion (descriptors, kernel memory, tasks): logged at most a
- * few times per interval, and accepting pauses so that a condition which a
- * retry cannot fix does not turn the loop into a spin; the pause doubles
- * while the failures go on (back-off) and starts short again after a
- * success. */
-static void master_exhausted(struct master *m, const char *what, int err)
+/* Resource exhaustion (descriptors, kernel memory, tasks): logged at most
+ * once per call and interval, as refusals are, and accepting pauses so that
+ * a condition which a retry cannot fix does not turn the loop into a spin;
+ * the pause doubles while the failures go on (back-off) and starts short
+ * again after a success. */
+static void master_exhausted(struct master *m, enum master_call call, int err)
 {
+	static const char *const names[MASTER_CALL_N] = {
+	    [MASTER_CALL_ACCEPT] = "accept",
+	    [MASTER_CALL_FORK] = "fork",
+	};
 	unsigned suppressed = 0;
 	uint64_t now = clock_usec(), pause = m->pause_usec ? m->pause_usec : MASTER_PAUSE_USEC;
 
 	m->pause_until = now + pause;
 	m->pause_usec = pause * 2 < MASTER_PAUSE_MAX_USEC ? pause * 2 : MASTER_PAUSE_MAX_USEC;
-	if (ratelimit_pass(&m->rl_resource, now, &suppressed))
-		log_struct(LOG_WARNING, LOG_ID_RESOURCE, NULL, 0,
-			   "%s failed: %s; pausing accept for %llums (%u similar not logged)", what,
-			   strerror(err), (unsigned long long)pause / 1000, suppressed);
+	if (!ratelimit_pass(&m->rl_resource[call], now, &suppressed))
+		return;
+
+	char serr[16], spause[24], ssup[16];
+	snprintf(serr, sizeof(serr), "%d", err);
+	snprintf(spause, sizeof(spause), "%llu", (unsigned long long)pause);
+	snprintf(ssup, sizeof(ssup), "%u", suppressed);
+	const struct log_kv kv[] = {
+	    {"FAILED_CALL", names[call]},
+	    {"ERRNO", serr},
+	    {"PAUSE_USEC", spause},
+	    {"SUPPRESSED", ssup},
+	};
+	log_struct(LOG_WARNING, LOG_ID_RESOURCE, kv, suppressed ? 4 : 3,
+		   "%s failed: %s; pausing accept for %llums%s", names[call], strerror(err),
+		   (unsigned long long)pause / 1000,
+		   suppressed ? " (earlier failures not logged, see SUPPRESSED)" : "");
 }
 
 /* Out of descriptors, a waiting connection can be neither served nor
@@ -211,7 +228,7 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 		/* Accepting pauses too, so that a flood waits in the backlog
 		 * instead of costing an accept and a close each; the rest of
 		 * this batch is refused without a fork. */
-		master_exhausted(m, "fork", err);
+		master_exhausted(m, MASTER_CALL_FORK, err);
 		return;
 	}
 	/* Tasks are there again: the next shortage starts with a short pause. */
@@ -259,7 +276,7 @@ void master_accept(struct master *m, const struct listener *l)
 			if (r == 0)
 				return;
 			m->accept_errors++;
-			master_exhausted(m, "accept", err);
+			master_exhausted(m, MASTER_CALL_ACCEPT, err);
 			return;
 		}
 		addr_unmap(&peer);

@@ -29,6 +29,13 @@ enum master_phase {
 	MASTER_KILL,  /* workers killed, waiting to reap them */
 };
 
+/* The calls whose resource shortages pause accepting (master_exhausted). */
+enum master_call {
+	MASTER_CALL_ACCEPT,
+	MASTER_CALL_FORK,
+	MASTER_CALL_N,
+};
+
 enum master_reject {
 	MASTER_REJECT_MAX_CONN,
 	MASTER_REJECT_PER_SOURCE,
@@ -66,7 +73,7 @@ struct master {
 	uint64_t accept_errors;
 	unsigned reloads;
 	char reload_status[CONFIG_ERR_MAX + 32]; /* "reload 3 ok" / "reload 4 failed: ..." */
-	struct ratelimit rl_reject[MASTER_REJECT_N], rl_resource;
+	struct ratelimit rl_reject[MASTER_REJECT_N], rl_resource[MASTER_CALL_N];
 	uint64_t expire_next;	      /* next sweep of forgotten sources */
 	uint64_t bytes_in, bytes_out; /* of finished connections, from the reports */
 };

@@ -356,7 +356,8 @@ int master_run(const struct master_opts *o, struct config *cfg, struct listen_se
 	m->start_usec = clock_usec();
 	for (int i = 0; i < MASTER_REJECT_N; i++)
 		m->rl_reject[i] = (struct ratelimit){.interval_usec = 5000000u, .burst = 1};
-	m->rl_resource = (struct ratelimit){.interval_usec = 5000000u, .burst = 3};
+	for (size_t i = 0; i < MASTER_CALL_N; i++)
+		m->rl_resource[i] = (struct ratelimit){.interval_usec = 5000000u, .burst = 1};
 	master_sigset(&set);
 	m->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	/* Kept for refusing connections when out of descriptors; without

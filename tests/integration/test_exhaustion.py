@@ -1,6 +1,7 @@
 """Out of descriptors and out of tasks: the master keeps running, does not
 spin, refuses or defers cleanly, and serves fully once resources return."""
 
+import errno
 import os
 import subprocess
 import threading
@@ -90,6 +91,12 @@ class ExhaustionTest(h.TestCase):
             state, got = h.probe(HOST, port, timeout=1.0)
             self.assertNotEqual(state, "echoed", "no worker can exist while tasks are exhausted")
         self.assertLess(cpu_seconds(d.pid) - before, 0.8)
+        # Every pause ended in another failed fork, but the log has one line
+        # for them all (one per call and 5 s), with what failed and how.
+        warned = d.find_entries(lambda e: e.fields.get("failed_call") == "fork", since=mark)
+        self.assertEqual(len(warned), 1, [x.raw for x in warned])
+        self.assertEqual(warned[0].fields.get("errno"), str(errno.EAGAIN), warned[0].raw)
+        self.assertEqual(warned[0].fields.get("pause_usec"), "100000", warned[0].raw)
         # The worker ends: its task slot frees and service is full again.
         first.close()
         served = []
