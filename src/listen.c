@@ -194,6 +194,19 @@ static bool listen_has_fd(const struct listen_set *s, int fd)
 	return false;
 }
 
+/* A worker forked a moment ago still holds a copy of every listener until
+ * it gets to close them: close() alone would leave the socket listening, and
+ * connections queued in that window would be reset unserved. shutdown()
+ * acts on the socket itself: it stops listening at once, whoever holds it.
+ * A socket passed by systemd is only closed: systemd keeps it listening for
+ * the next start, by design. */
+static void listen_stop(const struct listener *l, bool activated)
+{
+	if (!activated)
+		shutdown(l->fd, SHUT_RD);
+	close(l->fd);
+}
+
 void listen_commit(struct listen_set *old, const struct listen_set *new)
 {
 	for (size_t i = 0; i < old->n; i++) {
@@ -202,7 +215,7 @@ void listen_commit(struct listen_set *old, const struct listen_set *new)
 		char name[ADDR_STRLEN];
 		addr_format((const struct sockaddr *)&old->v[i].addr.ss, name, sizeof(name));
 		log_info("stopped listening on %s", name);
-		close(old->v[i].fd);
+		listen_stop(&old->v[i], old->activated);
 	}
 	free(old->v);
 	*old = (struct listen_set){0};
@@ -220,7 +233,7 @@ void listen_abort(struct listen_set *new, const struct listen_set *old)
 void listen_close(struct listen_set *s)
 {
 	for (size_t i = 0; i < s->n; i++)
-		close(s->v[i].fd);
+		listen_stop(&s->v[i], s->activated);
 	free(s->v);
 	*s = (struct listen_set){0};
 }

@@ -37,15 +37,16 @@ int listen_open(const struct config *cfg, struct listen_set *out, char *err, siz
 int listen_reconcile(const struct listen_set *old, const struct config *cfg, struct listen_set *out,
 		     char *err, size_t errlen);
 
-/* After a successful reconcile: closes the sockets of *old that *new no longer
- * has and frees *old. */
+/* After a successful reconcile: stops and closes the sockets of *old that
+ * *new no longer has and frees *old. "Stops": no copy of a socket that
+ * echod bound listens afterwards, not even one a worker still holds. */
 void listen_commit(struct listen_set *old, const struct listen_set *new);
 
 /* After a failed transaction elsewhere: closes what *new bound that *old does
  * not have, and frees *new. */
 void listen_abort(struct listen_set *new, const struct listen_set *old);
 
-/* Closes every socket and frees the set. */
+/* Stops (as listen_commit does) and closes every socket, and frees the set. */
 void listen_close(struct listen_set *s);
 
 #endif

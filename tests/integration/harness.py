@@ -129,6 +129,25 @@ def listening_inode(port, host=None):
     return None
 
 
+def hold_listener(pid, port):
+    """A copy, in this process, of the socket that process pid listens on
+    port (pidfd_getfd(2)): stands for a worker forked just before a listener
+    is closed, which still holds it until it gets to close its copies."""
+    inode = listening_inode(port)
+    fd = next(
+        int(n) for n in os.listdir(f"/proc/{pid}/fd") if os.readlink(f"/proc/{pid}/fd/{n}") == f"socket:[{inode}]"
+    )
+    pidfd = os.pidfd_open(pid)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        got = libc.syscall(438, pidfd, fd, 0)  # SYS_pidfd_getfd, the same on every architecture
+        if got < 0:
+            raise OSError(ctypes.get_errno(), f"pidfd_getfd of fd {fd} of {pid}")
+    finally:
+        os.close(pidfd)
+    return socket.socket(fileno=got)
+
+
 def _hex_ip(h):
     raw = bytes.fromhex(h)
     if len(raw) == 4:

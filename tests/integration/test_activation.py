@@ -4,6 +4,7 @@
 import os
 import re
 import shutil
+import signal
 import unittest
 
 import harness as h
@@ -74,6 +75,23 @@ class ActivationTest(h.TestCase):
         h.assert_served(self, HOST, self.passed)
         h.assert_not_listening(self, HOST, other)
         self.assertEqual(h.echo(self.first, b"again"), b"again", "a live connection survives the reload")
+
+    def test_stop_leaves_passed_socket_listening_for_the_next_start(self):
+        d = self.start_activated()
+        self.assertEqual(h.pump(self.first, b"", expect=5), (b"first", None))
+        # systemd's own copy, which it keeps across a restart
+        held = h.hold_listener(d.pid, self.passed)
+        self.addCleanup(held.close)
+        d.signal(signal.SIGTERM)
+        self.first.close()
+        self.assertEqual(d.wait_exit(timeout=5.0), 0)
+        # A connection made while echod is down waits in the backlog for
+        # the next start, here the holder of the copy.
+        waiting = self.client(HOST, self.passed)
+        held.settimeout(2.0)
+        conn, _ = held.accept()
+        conn.close()
+        waiting.close()
 
 
 if __name__ == "__main__":

@@ -195,6 +195,15 @@ class DrainTest(h.TestCase):
             self.assertNotEqual(s.connect_ex((HOST, self.port)), 0)
         self.assertEqual(len(d.children()), 1)
 
+    def test_listener_stops_even_if_a_worker_holds_it(self):
+        d = self.start()
+        self.live(1)
+        # as a worker forked just before the SIGTERM would, for a moment
+        held = h.hold_listener(d.pid, self.port)
+        self.addCleanup(held.close)
+        self.begin_drain(d)
+        h.assert_not_listening(self, HOST, self.port, timeout=1.0)
+
 
 if __name__ == "__main__":
     h.main(budget=170)

@@ -36,6 +36,18 @@ class ReloadTest(h.TestCase):
         self.assertEqual(h.echo(live, b"after reload"), b"after reload", "a connection opened before the reload must keep echoing")
         self.assertTrue(d.alive())
 
+    def test_removed_listener_stops_even_if_a_worker_holds_it(self):
+        a, b = h.free_port(), h.free_port()
+        d = self.daemon(self.conf([a]))
+        # as a worker forked just before the reload would, for a moment
+        held = h.hold_listener(d.pid, a)
+        self.addCleanup(held.close)
+        d.write_config(self.conf([b]))
+        mark = d.log_mark()
+        d.reload()
+        d.wait_entry(reloaded, since=mark, what="a 'reloaded' entry")
+        h.assert_not_listening(self, HOST, a, timeout=1.0)
+
     def test_port_in_both_keeps_its_socket(self):
         a, b = h.free_port(), h.free_port()
         d = self.daemon(self.conf([a]))
