@@ -17,13 +17,16 @@
  * callers (the C library's own allocator calls its internal mmap, not this
  * symbol) get the system call. */
 static bool fail_mmap;
+static int mmap_left = -1; /* when >= 0: this many more succeed, then none */
 
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-	if (fail_mmap) {
+	if (fail_mmap || mmap_left == 0) {
 		errno = ENOMEM;
 		return MAP_FAILED;
 	}
+	if (mmap_left > 0)
+		mmap_left--;
 	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
 }
 
@@ -438,6 +441,47 @@ static void test_out_of_memory(void)
 	children_free(&t);
 }
 
+/* A reload regroups the live workers' sources by new prefixes into a new
+ * table; without memory for it, at its first allocation or at a growth, the
+ * table in use stays as it was. */
+static void test_regroup_out_of_memory(void)
+{
+	struct children t;
+	char ip[32];
+
+	CHECK_INT(children_init(&t), 0);
+	for (pid_t pid = 1; pid <= 100; pid++) {
+		snprintf(ip, sizeof(ip), "192.0.%d.%d", pid % 2, pid);
+		CHECK_INT(add(&t, pid, ip, 1), 0);
+	}
+	CHECK_INT(t.src.n, 100);
+
+	fail_mmap = true;
+	CHECK_INT(children_set_prefixes(&t, 24, 64), -ENOMEM);
+	fail_mmap = false;
+	CHECK_INT(t.src.prefix4, 32);
+	CHECK_INT(t.src.n, 100);
+	CHECK_INT(count(&t, "192.0.1.1"), 1);
+
+	CHECK_INT(children_set_prefixes(&t, 24, 64), 0);
+	CHECK_INT(t.src.n, 2);
+	CHECK_INT(count(&t, "192.0.1.1"), 50);
+
+	/* Back to /32: 100 sources outgrow the new table's first size. */
+	mmap_left = 1;
+	CHECK_INT(children_set_prefixes(&t, 32, 64), -ENOMEM);
+	mmap_left = -1;
+	CHECK_INT(t.src.prefix4, 24);
+	CHECK_INT(t.src.n, 2);
+	CHECK_INT(count(&t, "192.0.0.200"), 50);
+
+	CHECK_INT(children_set_prefixes(&t, 32, 64), 0);
+	CHECK_INT(t.src.n, 100);
+	CHECK_INT(count(&t, "192.0.1.1"), 1);
+	CHECK_INT(count(&t, "192.0.1.2"), 0);
+	children_free(&t);
+}
+
 /* After a peak of 10,000 workers from 10,000 sources the tables come back
  * to their first size, with every survivor still found. */
 static void test_shrink(void)
@@ -495,6 +539,7 @@ int main(void)
 	test_crowded();
 	test_churn();
 	test_out_of_memory();
+	test_regroup_out_of_memory();
 	test_shrink();
 	test_not_inherited();
 	return check_done();
