@@ -56,6 +56,13 @@ static inline size_t children_count(const struct children *t)
 	return t->n;
 }
 
+/* Sources tracked: those with live workers, and those whose rate state
+ * (sources_rate_take) has not run out yet. */
+static inline size_t children_sources(const struct children *t)
+{
+	return t->src.n;
+}
+
 /* Live workers of sa's source (port ignored, mapped IPv6 counted as IPv4). */
 static inline unsigned children_source_count(const struct children *t, const struct sockaddr *sa)
 {

@@ -75,6 +75,7 @@ void master_stats(struct master *m)
 	for (int i = 0; i < MASTER_REJECT_N; i++)
 		rejected += m->rejected[i];
 	STAT("ACTIVE", children_count(&m->kids));
+	STAT("SOURCES", children_sources(&m->kids));
 	STAT("ACCEPTED", m->accepted);
 	STAT("REJECTED", rejected);
 	STAT("REJECTED_MAX_CONNECTIONS", m->rejected[MASTER_REJECT_MAX_CONN]);

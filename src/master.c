@@ -301,6 +301,14 @@ static int master_loop(struct master *m)
 			log_err("poll failed: %s", strerror(errno));
 			return EXIT_OSERR;
 		}
+		/* Before the handlers, so that a statistics request sees what the
+		 * sweep left. Not worth a wake-up of its own: the table only grows
+		 * while connections arrive, which wake the loop anyway. */
+		now = clock_usec();
+		if (now >= m->expire_next) {
+			sources_expire(&m->kids.src, now);
+			m->expire_next = now + MASTER_EXPIRE_USEC;
+		}
 		if (r > 0 && (m->pfd[ridx].revents & POLLIN))
 			master_on_reports(m);
 		if (r > 0 && (m->pfd[0].revents & POLLIN))
@@ -319,12 +327,6 @@ static int master_loop(struct master *m)
 		}
 		if (m->status_dirty && now >= m->status_next)
 			master_status(m);
-		/* Not worth a wake-up of its own: the table only grows while
-		 * connections arrive, which wake the loop anyway. */
-		if (now >= m->expire_next) {
-			sources_expire(&m->kids.src, now);
-			m->expire_next = now + MASTER_EXPIRE_USEC;
-		}
 	}
 }
 

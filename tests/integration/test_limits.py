@@ -2,6 +2,7 @@
 source prefixes: refuse at the limit, serve again when a slot frees, never
 refuse one source for another's excess."""
 
+import signal
 import time
 
 import harness as h
@@ -116,6 +117,28 @@ class LimitsTest(h.TestCase):
         self.assertEqual(len(lines), 1, [x.raw for x in lines])
         for i in range(3):  # another source has its own allowance
             self.assertEqual(h.echo_roundtrip(HOST, self.port, b"other %d" % i, source="127.0.0.3"), b"other %d" % i)
+
+    def sources_tracked(self):
+        mark = self.d.log_mark()
+        self.d.signal(signal.SIGUSR1)
+        e = self.d.wait_entry(lambda e: "sources" in e.fields, since=mark, what="a statistics entry with sources=")
+        return int(e.fields["sources"])
+
+    def test_rate_state_of_a_source_without_workers_is_forgotten(self):
+        d = self.start(max_connections=100, max_connections_per_source=0, rate_per_source="2/s", burst_per_source=2)
+        # While each source has a live worker, each is tracked.
+        held = self.open_served(1, source="127.0.0.2") + self.open_served(1, source="127.0.0.3")
+        self.assertEqual(self.sources_tracked(), 2)
+        for c in held:
+            c.close()
+        d.wait_children(0)
+        # Their rate state outlives the workers by half a second; then the
+        # master's periodic sweep forgets them, or a scan of many addresses
+        # would grow the table for good.
+        last = []
+        h.wait_until(lambda: last.append(self.sources_tracked()) or last[-1] == 0, 5.0,
+                     "the sources' rate state to be forgotten", interval=0.3)
+        print(f"rate state of 2 sources without workers: forgotten after {len(last)} statistics requests, {last}")
 
     def test_max_lifetime_closes_a_busy_connection_after_its_echo(self):
         d = self.start(max_connections=100, max_lifetime="1s", idle_timeout="1min")
