@@ -6,26 +6,7 @@
 #include <sys/un.h>
 
 #include "check.h"
-
-/* A peer address as accept() would return it: v4, v6 or mapped v6. */
-static struct sockaddr_storage peer(const char *s)
-{
-	struct sockaddr_storage ss = {0};
-	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-
-	if (inet_pton(AF_INET, s, &in->sin_addr) == 1) {
-		in->sin_family = AF_INET;
-		in->sin_port = htons(40000);
-	} else if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons(40000);
-	} else {
-		fprintf(stderr, "bad test address %s\n", s);
-		abort();
-	}
-	return ss;
-}
+#include "peer.h"
 
 static struct cidr rule(const char *s)
 {
@@ -42,7 +23,7 @@ static struct cidr rule(const char *s)
 static bool match(const char *r, const char *p)
 {
 	struct cidr c = rule(r);
-	struct sockaddr_storage ss = peer(p);
+	struct sockaddr_storage ss = test_peer(p, 40000);
 
 	return access_cidr_match(&c, (struct sockaddr *)&ss);
 }
@@ -179,7 +160,7 @@ static void test_match_v6(void)
 static void test_match_families(void)
 {
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
-	struct sockaddr_storage ss = peer("192.0.2.1");
+	struct sockaddr_storage ss = test_peer("192.0.2.1", 40000);
 	struct cidr c = rule("0.0.0.0/0");
 
 	/* A mapped peer is an IPv4 peer. */
@@ -214,7 +195,7 @@ static void add(struct cidr **list, size_t *n, const char *s)
 
 static enum access_verdict verdict(const struct access_rules *r, const char *p)
 {
-	struct sockaddr_storage ss = peer(p);
+	struct sockaddr_storage ss = test_peer(p, 40000);
 
 	return access_check(r, (struct sockaddr *)&ss);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "peer.h"
 
 /* Fault injection: the tables' mmap fails while fail_mmap is set. Other
  * callers (the C library's own allocator calls its internal mmap, not this
@@ -30,35 +31,16 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
 }
 
-static struct sockaddr_storage peer(const char *s, unsigned port)
-{
-	struct sockaddr_storage ss = {0};
-	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-
-	if (inet_pton(AF_INET, s, &in->sin_addr) == 1) {
-		in->sin_family = AF_INET;
-		in->sin_port = htons((uint16_t)port);
-	} else if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((uint16_t)port);
-	} else {
-		fprintf(stderr, "bad test address %s\n", s);
-		abort();
-	}
-	return ss;
-}
-
 static int add(struct children *t, pid_t pid, const char *ip, unsigned port)
 {
-	struct sockaddr_storage ss = peer(ip, port);
+	struct sockaddr_storage ss = test_peer(ip, port);
 
 	return children_add(t, pid, (struct sockaddr *)&ss, (uint64_t)pid * 1000);
 }
 
 static unsigned count(const struct children *t, const char *ip)
 {
-	struct sockaddr_storage ss = peer(ip, 1);
+	struct sockaddr_storage ss = test_peer(ip, 1);
 
 	return children_source_count(t, (struct sockaddr *)&ss);
 }
@@ -220,7 +202,7 @@ static struct sockaddr_storage source_peer(unsigned i, bool mapped)
 		snprintf(ip, sizeof(ip), "2001:db8:%x::%x", i, i * 7);
 	else
 		snprintf(ip, sizeof(ip), "%s10.%u.%u.1", mapped ? "::ffff:" : "", i / 256, i % 256);
-	return peer(ip, 1024 + i);
+	return test_peer(ip, 1024 + i);
 }
 
 struct ref {

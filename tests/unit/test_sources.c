@@ -11,52 +11,34 @@
 
 #include "check.h"
 #include "children.h"
+#include "peer.h"
 
 #define SEC 1000000ull
 
-static struct sockaddr_storage peer(const char *s)
-{
-	struct sockaddr_storage ss = {0};
-	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-
-	if (inet_pton(AF_INET, s, &in->sin_addr) == 1) {
-		in->sin_family = AF_INET;
-		in->sin_port = htons(1234);
-	} else if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons(1234);
-	} else {
-		fprintf(stderr, "bad test address %s\n", s);
-		abort();
-	}
-	return ss;
-}
-
 static int inc(struct sources *s, const char *ip)
 {
-	struct sockaddr_storage ss = peer(ip);
+	struct sockaddr_storage ss = test_peer(ip, 1234);
 
 	return sources_inc(s, (struct sockaddr *)&ss);
 }
 
 static void dec(struct sources *s, const char *ip)
 {
-	struct sockaddr_storage ss = peer(ip);
+	struct sockaddr_storage ss = test_peer(ip, 1234);
 
 	sources_dec(s, (struct sockaddr *)&ss);
 }
 
 static unsigned count(const struct sources *s, const char *ip)
 {
-	struct sockaddr_storage ss = peer(ip);
+	struct sockaddr_storage ss = test_peer(ip, 1234);
 
 	return sources_count(s, (struct sockaddr *)&ss);
 }
 
 static int take(struct sources *s, const char *ip, uint64_t now, uint64_t interval, unsigned burst)
 {
-	struct sockaddr_storage ss = peer(ip);
+	struct sockaddr_storage ss = test_peer(ip, 1234);
 
 	return sources_rate_take(s, (struct sockaddr *)&ss, now, interval, burst);
 }
@@ -203,7 +185,8 @@ static void test_flood_and_shrink(void)
 static void test_children_rekey(void)
 {
 	struct children t;
-	struct sockaddr_storage a = peer("192.0.2.1"), b = peer("192.0.2.200");
+	struct sockaddr_storage a = test_peer("192.0.2.1", 1234),
+				b = test_peer("192.0.2.200", 1234);
 
 	CHECK_INT(children_init(&t), 0);
 	CHECK_INT(children_add(&t, 10, (struct sockaddr *)&a, 0), 0);
