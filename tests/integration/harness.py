@@ -129,6 +129,40 @@ def listening_inode(port, host=None):
     return None
 
 
+class Result:
+    """What a run of echod to completion gave: exit status, output, time."""
+
+    def __init__(self, rc, out, err, elapsed):
+        self.rc, self.out, self.err, self.elapsed = rc, out, err, elapsed
+
+    def __repr__(self):
+        return f"exit {self.rc}, stdout {self.out!r}, stderr {self.err!r}"
+
+
+def run_echod(*args, timeout=10.0):
+    """Runs echod to completion, without the service manager's environment;
+    kills it (and anything it started) if it has not finished within
+    timeout, which then fails."""
+    env = {k: v for k, v in os.environ.items() if k not in _MANAGER_ENV}
+    start = time.monotonic()
+    p = subprocess.Popen(
+        [ECHOD, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        raise AssertionError(f"echod {' '.join(map(str, args))} still running after {timeout}s; stderr: {err.decode(errors='replace')!r}")
+    elapsed = time.monotonic() - start
+    return Result(p.returncode, out.decode(errors="replace"), err.decode(errors="replace"), elapsed)
+
+
 def hold_listener(pid, port):
     """A copy, in this process, of the socket that process pid listens on
     port (pidfd_getfd(2)): stands for a worker forked just before a listener

@@ -13,12 +13,8 @@ Each file says what is expected in its first comment lines:
 A file NAME.conf may come with drop-ins in NAME.conf.d/.
 """
 
-import os
 import re
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import harness as h
@@ -63,24 +59,8 @@ def cases():
 def check_config(path, timeout=10.0):
     """(exit status, stdout, stderr, seconds) of `echod --check-config`; a
     run still going after timeout is killed and fails."""
-    env = {k: v for k, v in os.environ.items() if k not in h._MANAGER_ENV}
-    start = time.monotonic()
-    p = subprocess.Popen(
-        [h.ECHOD, "--check-config", "-c", str(path)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.communicate()
-        raise AssertionError(f"echod --check-config -c {path} still running after {timeout}s")
-    elapsed = time.monotonic() - start
-    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace"), elapsed
+    r = h.run_echod("--check-config", "-c", path, timeout=timeout)
+    return r.rc, r.out, r.err, r.elapsed
 
 
 class BadConfigTest(h.TestCase):

@@ -2,9 +2,7 @@
 
 import os
 import re
-import signal
 import socket
-import subprocess
 
 import harness as h
 
@@ -33,35 +31,6 @@ def parse_ini(text):
     return out
 
 
-class Result:
-    def __init__(self, rc, out, err):
-        self.rc, self.out, self.err = rc, out, err
-
-    def __repr__(self):
-        return f"exit {self.rc}, stdout {self.out!r}, stderr {self.err!r}"
-
-
-def run_echod(*args, timeout=10.0):
-    """Runs echod to completion; kills it (and anything it started) if it
-    has not finished within timeout, which then fails."""
-    env = {k: v for k, v in os.environ.items() if k not in h._MANAGER_ENV}
-    p = subprocess.Popen(
-        [h.ECHOD, *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-        raise AssertionError(f"echod {' '.join(args)} still running after {timeout}s; stderr: {err.decode(errors='replace')!r}")
-    return Result(p.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
-
-
 class CliTest(h.TestCase):
     def write(self, name, text):
         path = os.path.join(self.tmp, name)
@@ -79,14 +48,14 @@ class CliTest(h.TestCase):
     def test_version(self):
         want = f"echod {project_version()}"
         for opt in ("--version", "-V"):
-            r = run_echod(opt)
+            r = h.run_echod(opt)
             self.assertEqual(r.rc, 0, f"{opt}: {r}")
             self.assertEqual(r.out.splitlines()[:1], [want], f"{opt}: {r}")
             self.assertRegex(r.out.splitlines()[1], r"^worker sandbox: (seccomp|off)$", f"{opt}: {r}")
 
     def test_help(self):
         for opt in ("--help", "-h"):
-            r = run_echod(opt)
+            r = h.run_echod(opt)
             self.assertEqual(r.rc, 0, f"{opt}: {r}")
             self.assertRegex(r.out, r"(?i)usage", f"{opt}: usage belongs on stdout: {r}")
             for o in ("--config", "--check-config", "--dump-config", "--debug", "--version"):
@@ -97,14 +66,14 @@ class CliTest(h.TestCase):
 
     def test_unknown_option_is_usage_error(self):
         for opt in ("--no-such-option", "-Z"):
-            r = run_echod(opt)
+            r = h.run_echod(opt)
             self.assertEqual(r.rc, 64, f"{opt}: {r}")
             self.assertRegex(r.err, r"(?i)usage", f"{opt}: usage belongs on stderr: {r}")
             self.assertEqual(r.out, "", f"{opt}: {r}")
 
     def test_missing_config_argument_is_usage_error(self):
         for opt in ("-c", "--config"):
-            r = run_echod(opt)
+            r = h.run_echod(opt)
             self.assertEqual(r.rc, 64, f"{opt} without a path: {r}")
             self.assertRegex(r.err, r"(?i)usage", f"{opt}: {r}")
 
@@ -113,7 +82,7 @@ class CliTest(h.TestCase):
     def test_nonexistent_config_exits_78_naming_it(self):
         path = os.path.join(self.tmp, "missing.conf")
         for extra in ((), ("--check-config",)):
-            r = run_echod("-c", path, *extra)
+            r = h.run_echod("-c", path, *extra)
             self.assertEqual(r.rc, 78, f"{extra}: {r}")
             self.assertIn(path, r.err, f"{extra}: {r}")
 
@@ -137,7 +106,7 @@ class CliTest(h.TestCase):
             with self.subTest(name):
                 path = self.write("bad.conf", text)
                 line = h.line_of(text, needle)
-                r = run_echod("-c", path)
+                r = h.run_echod("-c", path)
                 self.assertEqual(r.rc, 78, f"{name}: {r}")
                 self.assertIn(f"{path}:{line}:", r.err, f"{name}: expected '{path}:{line}:' in stderr: {r}")
 
@@ -147,14 +116,14 @@ class CliTest(h.TestCase):
                 path = self.write("bad.conf", text)
                 line = h.line_of(text, needle)
                 for opt in ("--check-config", "-t"):
-                    r = run_echod("-c", path, opt)
+                    r = h.run_echod("-c", path, opt)
                     self.assertEqual(r.rc, 78, f"{name} {opt}: {r}")
                     self.assertIn(f"{path}:{line}:", r.err, f"{name} {opt}: {r}")
 
     def test_check_config_good_is_silent(self):
         path = self.write("good.conf", self.good_conf(limits={"max_connections": 9}, access={"allow": "127.0.0.0/8"}))
         for opt in ("--check-config", "-t"):
-            r = run_echod("-c", path, opt)
+            r = h.run_echod("-c", path, opt)
             self.assertEqual((r.rc, r.out, r.err), (0, "", ""), f"{opt}: {r}")
 
     def test_check_config_does_not_bind(self):
@@ -163,13 +132,13 @@ class CliTest(h.TestCase):
             busy.listen(1)
             port = busy.getsockname()[1]
             path = self.write("busy.conf", h.config_text(listen=[f"{HOST}:{port}"]))
-            r = run_echod("-c", path, "--check-config")
+            r = h.run_echod("-c", path, "--check-config")
         self.assertEqual(r.rc, 0, f"--check-config checks what is known without binding: {r}")
 
     def test_broken_dropin_named_with_line(self):
         path = self.write("echod.conf", self.good_conf())
         drop = self.write("echod.conf.d/20-bad.conf", "[limits]\n\nmax_connections = -1\n")
-        r = run_echod("-c", path, "--check-config")
+        r = h.run_echod("-c", path, "--check-config")
         self.assertEqual(r.rc, 78, f"{r}")
         self.assertIn(f"{drop}:3:", r.err, f"{r}")
 
@@ -179,7 +148,7 @@ class CliTest(h.TestCase):
             busy.listen(1)
             port = busy.getsockname()[1]
             path = self.write("busy.conf", h.config_text(listen=[f"{HOST}:{port}"]))
-            r = run_echod("-c", path)
+            r = h.run_echod("-c", path)
         self.assertEqual(r.rc, 71, f"{r}")
         self.assertIn(f"{HOST}:{port}", r.err, f"the message should name the address: {r}")
 
@@ -193,7 +162,7 @@ class CliTest(h.TestCase):
             log={"level": "notice", "connections": "no"},
         )
         path = self.write("echod.conf", text)
-        r = run_echod("-c", path, "--dump-config")
+        r = h.run_echod("-c", path, "--dump-config")
         self.assertEqual(r.rc, 0, f"{r}")
         ini = parse_ini(r.out)
         get = lambda s, k: ini.get(s, {}).get(k)
@@ -208,20 +177,20 @@ class CliTest(h.TestCase):
         self.assertEqual(get("log", "connections"), ["no"], r.out)
 
         dumped = self.write("dumped.conf", r.out)
-        c = run_echod("-c", dumped, "--check-config")
+        c = h.run_echod("-c", dumped, "--check-config")
         self.assertEqual((c.rc, c.err), (0, ""), f"--dump-config output must load again: {c}\n{r.out}")
-        again = run_echod("-c", dumped, "--dump-config")
+        again = h.run_echod("-c", dumped, "--dump-config")
         self.assertEqual(again.out, r.out, "dumping the dump must give the same config")
 
     def test_dump_config_of_defaults_reloads(self):
         path = self.write("echod.conf", self.good_conf())
-        r = run_echod("-c", path, "--dump-config")
+        r = h.run_echod("-c", path, "--dump-config")
         self.assertEqual(r.rc, 0, f"{r}")
         ini = parse_ini(r.out)
         for sec, key in (("server", "drain_timeout"), ("limits", "max_connections"), ("limits", "idle_timeout"), ("log", "level")):
             self.assertIn(key, ini.get(sec, {}), f"the effective config should show [{sec}] {key}:\n{r.out}")
         dumped = self.write("dumped.conf", r.out)
-        c = run_echod("-c", dumped, "--check-config")
+        c = h.run_echod("-c", dumped, "--check-config")
         self.assertEqual(c.rc, 0, f"{c}")
 
     def test_dropin_override_visible_in_dump(self):
@@ -229,7 +198,7 @@ class CliTest(h.TestCase):
         self.write("echod.conf.d/10-first.conf", "[limits]\nmax_connections = 9\n")
         self.write("echod.conf.d/20-second.conf", "[limits]\nmax_connections = 11\n")
         self.write("echod.conf.d/30-not-conf.txt", "[limits]\nmax_connections = 99\n")
-        r = run_echod("-c", path, "--dump-config")
+        r = h.run_echod("-c", path, "--dump-config")
         self.assertEqual(r.rc, 0, f"{r}")
         self.assertEqual(parse_ini(r.out)["limits"]["max_connections"], ["11"], f"the lexically last *.conf wins:\n{r.out}")
 
