@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -182,6 +183,19 @@ static int master_refuse_with_reserve(struct master *m, const struct listener *l
 	return fd >= 0 ? 1 : err == EAGAIN ? 0 : -1;
 }
 
+/* A worker ends by itself when its master is gone (SIGKILL, the OOM
+ * killer, a crash), as it does in a drain: SIGTERM, which hands back what
+ * it owes for a moment and closes. Outside systemd nothing else would ever
+ * end it. The parent may have died before the prctl: then getppid() is
+ * already someone else (init or a subreaper) and the signal is raised
+ * here; SIGTERM stays blocked until the worker's first wait. An exec of
+ * the master (a binary upgrade) does not count as its death. */
+static void master_child_tie(pid_t master_pid)
+{
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != master_pid)
+		raise(SIGTERM);
+}
+
 static void master_spawn(struct master *m, int fd, const struct addr *peer,
 			 const struct listener *l)
 {
@@ -202,6 +216,7 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 	const struct listener *lv = m->ls.v;
 	const size_t ln = m->ls.n;
 	const int own[] = {m->sfd, m->rfd[0], m->tfd, m->reserve_fd};
+	const pid_t master_pid = getpid();
 	pid_t pid;
 
 	pid = fork();
@@ -215,6 +230,7 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 		pid = fork();
 	}
 	if (pid == 0) {
+		master_child_tie(master_pid);
 		for (size_t i = 0; i < ln; i++)
 			close(lv[i].fd);
 		for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)

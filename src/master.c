@@ -38,14 +38,54 @@ static void master_sigset(sigset_t *set)
 	sigaddset(set, SIGUSR1);
 }
 
+/* Signals that report a fault of this very process (or abort()): ignoring
+ * them would turn a crash into a loop or a silent hang. */
+static bool master_sig_fault(int sig)
+{
+	return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL ||
+	       sig == SIGTRAP || sig == SIGSYS || sig == SIGABRT;
+}
+
+/* Stop signals (Ctrl-Z in a terminal) keep their meaning; SIGCHLD, SIGURG,
+ * SIGWINCH and SIGCONT are harmless by default. */
+static bool master_sig_keep(int sig)
+{
+	return sig == SIGKILL || sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
+	       sig == SIGTTOU || sig == SIGCONT || sig == SIGCHLD || sig == SIGURG ||
+	       sig == SIGWINCH || master_sig_fault(sig);
+}
+
+/* Every other signal whose default kills (SIGUSR2, SIGALRM, SIGPOLL,
+ * SIGPROF, SIGVTALRM, SIGPWR, SIGSTKFLT, SIGXCPU, SIGXFSZ, the real-time
+ * ones) is ignored: a stray kill -USR2 or a tool probing with SIGALRM must
+ * not take the service down. Workers inherit this across fork. */
+static int master_ignore_others(const sigset_t *used)
+{
+	const struct sigaction ign = {.sa_handler = SIG_IGN};
+
+	for (int sig = 1; sig <= SIGRTMAX; sig++) {
+		if (master_sig_keep(sig) || sigismember(used, sig) == 1)
+			continue;
+		/* glibc keeps a couple of real-time signals for itself and
+		 * refuses them with EINVAL; those are not ours to set. */
+		if (sigaction(sig, &ign, NULL) < 0 && errno != EINVAL)
+			return err_last();
+	}
+	return 0;
+}
+
 int master_block_signals(void)
 {
 	sigset_t set;
+	int r;
 
 	master_sigset(&set);
 	/* stderr may be a pipe whose reader went away; and workers inherit
-	 * this, so that a vanished client is an EPIPE to log, not a death. */
-	signal(SIGPIPE, SIG_IGN);
+	 * this, so that a vanished client is an EPIPE to log, not a death.
+	 * SIGPIPE is one of the signals master_ignore_others ignores. */
+	r = master_ignore_others(&set);
+	if (r < 0)
+		return r;
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return err_last();
 	return worker_signals_init(&set);
