@@ -45,8 +45,8 @@ struct config_loader {
 	FILE *f;
 	unsigned line;
 	int read_errno;		      /* of the read that failed */
+	long bytes;		      /* read so far from this file */
 	unsigned seen[CONFIG_N_KEYS]; /* line of each single-value key in this file */
-	bool listen_explicit;	      /* the built-in listen list has been replaced */
 	char *listen_cleared_at;      /* "file:line" of the last "listen =" */
 	char *user_at;		      /* "file:line" of the user setting in force */
 };

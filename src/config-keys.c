@@ -64,13 +64,11 @@ static int config_set_listen(struct config_loader *ld, const struct config_key *
 	const char *why;
 	int n;
 
-	/* The first explicit value replaces the built-in list; an empty one
-	 * empties it, as in systemd. */
-	if (!ld->listen_explicit || !*v) {
+	/* An empty value empties the list built so far, as in systemd. */
+	if (!*v) {
 		free(c->listen);
 		c->listen = NULL;
 		c->n_listen = 0;
-		ld->listen_explicit = true;
 	}
 	if (!*v)
 		return config_where_save(ld, &ld->listen_cleared_at);
@@ -224,8 +222,6 @@ bool config_section_known(const char *name, size_t len)
 
 int config_defaults(struct config *c)
 {
-	const char *why;
-
 	*c = (struct config){
 	    .backlog = 511,
 	    .drain_timeout_usec = UINT64_C(30) * 1000000,
@@ -238,10 +234,8 @@ int config_defaults(struct config *c)
 	    .log_connections = true,
 	    .log_target = LOG_TARGET_AUTO,
 	};
-	c->listen = calloc(2, sizeof(*c->listen));
-	if (!c->listen)
-		return -ENOMEM;
-	c->n_listen = (size_t)addr_parse_listen("*:7", c->listen, &why);
+	/* No built-in listen address: a file emptied by mistake must not
+	 * open a port to the world (config_need_listen). */
 	return 0;
 }
 

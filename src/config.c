@@ -5,15 +5,35 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config-int.h"
 #include "err.h"
+
+static const char *config_file_type(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFDIR:
+		return "a directory";
+	case S_IFIFO:
+		return "a FIFO";
+	case S_IFCHR:
+		return "a character device";
+	case S_IFBLK:
+		return "a block device";
+	case S_IFSOCK:
+		return "a socket";
+	default:
+		return "not a file";
+	}
+}
 
 __attribute__((format(printf, 3, 4))) static int config_report(struct config_loader *ld, int rc,
 							       const char *fmt, ...)
@@ -96,6 +116,13 @@ static char *config_read_line(char *buf, int size, void *stream)
 	/* Byte by byte rather than fgets, which hides how much it read: a NUL
 	 * would cut the line short unseen, anywhere in it. */
 	while (len + 1 < (size_t)size && (ch = getc(ld->f)) != EOF) {
+		/* A file may grow after config_open looked at its size (a log
+		 * written to by mistake, /proc): the limit holds as it is read. */
+		if (++ld->bytes > CONFIG_FILE_MAX) {
+			config_report(ld, -EFBIG, "%s: file is too large (more than %d KiB)",
+				      ld->file, CONFIG_FILE_MAX >> 10);
+			return NULL;
+		}
 		nul = nul || ch == '\0';
 		buf[len++] = (char)ch;
 		if (ch == '\n')
@@ -136,13 +163,51 @@ static char *config_read_line(char *buf, int size, void *stream)
 	return buf;
 }
 
+/* Opens path for reading only if it is a regular file of at most
+ * CONFIG_FILE_MAX bytes. O_NONBLOCK so that a FIFO put where the file
+ * should be cannot hang the open (and with it a running master's reload);
+ * fstat on what was opened, not a stat before, so that nothing can be
+ * swapped in between. */
+static int config_open(struct config_loader *ld, const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+
+	if (fd < 0)
+		return config_fail_sys(ld, err_last(), path);
+	if (fstat(fd, &st) < 0) {
+		int r = err_last();
+		close(fd);
+		return config_fail_sys(ld, r, path);
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return config_report(ld, -EINVAL, "%s: not a regular file (%s)", path,
+				     config_file_type(st.st_mode));
+	}
+	if (st.st_size > CONFIG_FILE_MAX) {
+		close(fd);
+		return config_report(ld, -EFBIG,
+				     "%s: file is too large (%lld bytes, at most %d KiB)", path,
+				     (long long)st.st_size, CONFIG_FILE_MAX >> 10);
+	}
+	ld->f = fdopen(fd, "r");
+	if (!ld->f) {
+		int r = err_last();
+		close(fd);
+		return config_fail_sys(ld, r, path);
+	}
+	ld->bytes = 0;
+	return 0;
+}
+
 static int config_load_file(struct config_loader *ld, const char *path)
 {
 	int r;
 
-	ld->f = fopen(path, "re");
-	if (!ld->f)
-		return config_fail_sys(ld, err_last(), path);
+	r = config_open(ld, path);
+	if (r < 0)
+		return r;
 	ld->file = path;
 	ld->line = 0;
 	memset(ld->seen, 0, sizeof(ld->seen));
@@ -181,7 +246,6 @@ static int config_dropin_cmp(const struct dirent **a, const struct dirent **b)
 static int config_load_dropins(struct config_loader *ld, const char *dir)
 {
 	struct dirent **list;
-	struct stat st;
 	char *path;
 	int n = scandir(dir, &list, config_dropin_name, config_dropin_cmp), r = 0;
 
@@ -191,12 +255,10 @@ static int config_load_dropins(struct config_loader *ld, const char *dir)
 		if (r == 0 && asprintf(&path, "%s/%s", dir, list[i]->d_name) < 0) {
 			r = config_fail_sys(ld, -ENOMEM, dir);
 		} else if (r == 0) {
-			/* Directories and such are skipped, but a dangling
-			 * link was meant to be read. */
-			if (stat(path, &st) < 0)
-				r = config_fail_sys(ld, err_last(), path);
-			else if (S_ISREG(st.st_mode))
-				r = config_load_file(ld, path);
+			/* A *.conf that is a directory, a FIFO or a device is a
+			 * mistake to report (config_open), as is a dangling
+			 * link: each was meant to be read. */
+			r = config_load_file(ld, path);
 			free(path);
 		}
 		free(list[i]);
@@ -211,7 +273,7 @@ static int config_check(struct config_loader *ld)
 	struct config *c = ld->c;
 	struct passwd *pw;
 
-	if (c->n_listen == 0)
+	if (c->n_listen == 0 && ld->listen_cleared_at)
 		return config_report(
 		    ld, -EINVAL,
 		    "%s: [server] listen: no listen address is left after this empty value",
@@ -257,6 +319,17 @@ int config_load(const char *path, struct config *c, char *err, size_t errlen)
 	if (r < 0)
 		config_free(c);
 	return r;
+}
+
+int config_need_listen(const struct config *c, const char *path, char *err, size_t errlen)
+{
+	if (c->n_listen > 0)
+		return 0;
+	snprintf(err, errlen,
+		 "%s: [server] listen: no listen address is set (and no socket was passed by "
+		 "systemd)",
+		 path);
+	return -EINVAL;
 }
 
 void config_free(struct config *c)

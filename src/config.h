@@ -39,12 +39,16 @@ struct config {
 	enum log_target log_target;
 };
 
+/* Largest config file read: the shipped one is under 4 KiB. A file of
+ * gigabytes (a log or an image written there by mistake) is refused, not
+ * read into memory line by line. */
+#define CONFIG_FILE_MAX (1024 * 1024)
+
 /* Room for "path:line: message". */
 #define CONFIG_ERR_MAX 512
 
-/* Fills *c with the built-in defaults (listen 0.0.0.0:7 and [::]:7,
- * backlog 511, no user, drain_timeout 30s, max_connections 1024,
- * max_connections_per_source 64, rate_per_source 0, burst_per_source 0,
+/* Fills *c with the built-in defaults (no listen address, backlog 511, no user, drain_timeout 30s,
+ * max_connections 1024, max_connections_per_source 64, rate_per_source 0, burst_per_source 0,
  * source_prefix_v4 32, source_prefix_v6 64, idle_timeout 5min,
  * max_lifetime 0, no access rules, level info, connections yes, target
  * auto). Returns 0 or -ENOMEM. */
@@ -57,6 +61,12 @@ int config_defaults(struct config *c);
  * content) or -errno (could not read). Checks everything that can be known
  * without binding: values, address syntax, that user exists. */
 int config_load(const char *path, struct config *c, char *err, size_t errlen);
+
+/* A config without any listen address is only usable under socket
+ * activation: otherwise this fails (-EINVAL) with "path: [server] listen:
+ * no listen address is set" in err. Loading alone accepts it, since only
+ * the caller knows whether systemd passed sockets. */
+int config_need_listen(const struct config *c, const char *path, char *err, size_t errlen);
 
 void config_free(struct config *c);
 

@@ -132,6 +132,13 @@ static int listen_build(const struct listen_set *old, const struct config *cfg,
 		}
 		log_info("listening on %s", name);
 	}
+	if (cfg->n_listen == 0) {
+		/* The callers check first (config_need_listen); never bind
+		 * nothing and call it serving. */
+		snprintf(err, errlen, "no listen address is set");
+		r = -EINVAL;
+		goto fail;
+	}
 	if (out->n == 0) {
 		snprintf(err, errlen, "no address could be bound (%zu skipped)", skipped);
 		r = -EAFNOSUPPORT;

@@ -116,6 +116,9 @@ int main(int argc, char **argv)
 	}
 
 	r = config_load(o.config_path, &cfg, err, sizeof(err));
+	if (r == 0 && !notify_listen_passed() &&
+	    (r = config_need_listen(&cfg, o.config_path, err, sizeof(err))) < 0)
+		config_free(&cfg);
 	if (r < 0) {
 		fprintf(stderr, "%s\n", err);
 		return EXIT_CONFIG;

@@ -18,6 +18,9 @@ void master_reload(struct master *m)
 	notify_reloading();
 	log_info("reloading configuration from %s (reload %u)", m->o->config_path, n);
 	r = config_load(m->o->config_path, &nc, err, sizeof(err));
+	if (r == 0 && !m->ls.activated &&
+	    (r = config_need_listen(&nc, m->o->config_path, err, sizeof(err))) < 0)
+		config_free(&nc);
 	if (r == 0) {
 		r = listen_reconcile(&m->ls, &nc, &nls, err, sizeof(err));
 		if (r < 0)

@@ -147,6 +147,11 @@ uint64_t notify_watchdog_usec(void)
 	return notify_state.watchdog_usec;
 }
 
+bool notify_listen_passed(void)
+{
+	return notify_for_us("LISTEN_PID") && notify_env_number("LISTEN_FDS") > 0;
+}
+
 int notify_listen_fds(void)
 {
 	int n = 0;

@@ -5,6 +5,7 @@
 #ifndef ECHOD_NOTIFY_H
 #define ECHOD_NOTIFY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 int notify_ready(void);
@@ -27,5 +28,9 @@ void notify_init(void);
  * first being fd 3. Unsets LISTEN_* so a re-exec or a child does not take
  * them again. */
 int notify_listen_fds(void);
+
+/* Whether systemd passed this process sockets (LISTEN_PID and LISTEN_FDS),
+ * without taking them: notify_listen_fds does that. */
+bool notify_listen_passed(void);
 
 #endif

@@ -138,7 +138,15 @@ static void check_values(const struct config *c)
 {
 	struct passwd *pw;
 
-	FUZZ_CHECK(c->n_listen >= 1 && c->listen, "no listen address");
+	/* No listen address loads (socket activation needs none); then the
+	 * check that start and reload make must refuse it. */
+	if (c->n_listen == 0) {
+		char err[CONFIG_ERR_MAX];
+
+		FUZZ_CHECK(c->listen == NULL &&
+			       config_need_listen(c, "x", err, sizeof(err)) == -EINVAL,
+			   "a config without listen passes config_need_listen");
+	}
 	for (size_t i = 0; i < c->n_listen; i++) {
 		unsigned port = addr_port((const struct sockaddr *)&c->listen[i].ss);
 		int family = c->listen[i].ss.ss_family;

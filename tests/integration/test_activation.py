@@ -32,11 +32,11 @@ def says_listen_ignored(e):
 
 @unittest.skipIf(SOCKET_ACTIVATE is None, "systemd-socket-activate not installed (package systemd)")
 class ActivationTest(h.TestCase):
-    def start_activated(self):
+    def start_activated(self, listen=True):
         self.passed = h.free_port()
         self.configured = h.free_port()
         d = self.daemon(
-            h.config_text(listen=[f"{HOST}:{self.configured}"]),
+            h.config_text(listen=[f"{HOST}:{self.configured}"] if listen else []),
             start=False,
             # without --accept it execs echod in place, on the first connection
             wrapper=[SOCKET_ACTIVATE, "-l", f"{HOST}:{self.passed}", "-E", "NOTIFY_SOCKET"],
@@ -47,6 +47,16 @@ class ActivationTest(h.TestCase):
         self.first.sendall(b"first")
         d.wait_ready()
         return d
+
+    def test_needs_no_listen_when_activated(self):
+        """Only a daemon that binds for itself needs a listen address
+        (test_conffiles): passed sockets are enough, at start and reload."""
+        d = self.start_activated(listen=False)
+        self.assertEqual(h.pump(self.first, b"", expect=5), (b"first", None))
+        mark = d.log_mark()
+        d.reload()
+        d.wait_log(r"reloaded configuration", since=mark)
+        h.assert_served(self, HOST, self.passed)
 
     def test_serves_the_passed_socket(self):
         d = self.start_activated()

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <pwd.h>
@@ -170,8 +171,6 @@ static char *dump(const struct config *c)
 static void test_defaults(void)
 {
 	static const char want_dump[] = "[server]\n"
-					"listen = 0.0.0.0:7\n"
-					"listen = [::]:7\n"
 					"backlog = 511\n"
 					"# user: not set, echod keeps the user it was started as\n"
 					"drain_timeout = 30s\n"
@@ -198,9 +197,8 @@ static void test_defaults(void)
 	char *text;
 
 	CHECK_INT(config_defaults(&d), 0);
-	CHECK_INT(d.n_listen, 2);
-	check_listen(&d, 0, "0.0.0.0:7");
-	check_listen(&d, 1, "[::]:7");
+	CHECK_INT(d.n_listen, 0);
+	CHECK(d.listen == NULL);
 	CHECK_INT(d.backlog, 511);
 	CHECK(d.user == NULL);
 	CHECK(d.drain_timeout_usec == 30 * SEC);
@@ -531,12 +529,64 @@ static void test_files(void)
 	CHECK_STR(err, want);
 	check_empty(&c);
 
-	/* fopen succeeds on a directory; the read fails. */
+	/* What is not a regular file is refused at once, by what it is. A
+	 * FIFO with no writer would block a plain open or read forever. */
 	snprintf(path, sizeof(path), "%s/dir.conf", tmpdir);
 	CHECK_INT(mkdir(path, 0700), 0);
-	CHECK_INT(config_load(path, &c, err, sizeof(err)), -EISDIR);
-	snprintf(want, sizeof(want), "%s: %s", path, strerror(EISDIR));
+	CHECK_INT(config_load(path, &c, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want), "%s: not a regular file (a directory)", path);
 	CHECK_STR(err, want);
+	snprintf(path, sizeof(path), "%s/fifo.conf", tmpdir);
+	CHECK_INT(mkfifo(path, 0600), 0);
+	CHECK_INT(config_load(path, &c, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want), "%s: not a regular file (a FIFO)", path);
+	CHECK_STR(err, want);
+	check_empty(&c);
+	CHECK_INT(config_load("/dev/zero", &c, err, sizeof(err)), -EINVAL);
+	CHECK_STR(err, "/dev/zero: not a regular file (a character device)");
+	/* A link to one is judged by what it points to. */
+	snprintf(want, sizeof(want), "%s/fifo.conf", tmpdir);
+	snprintf(path, sizeof(path), "%s/link.conf", tmpdir);
+	CHECK_INT(symlink(want, path), 0);
+	CHECK_INT(config_load(path, &c, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want), "%s: not a regular file (a FIFO)", path);
+	CHECK_STR(err, want);
+
+	/* Size: up to CONFIG_FILE_MAX is read (here all comments), one byte
+	 * more is refused from its size alone, even a sparse file of 4 GiB. */
+	static const char head[] = "[server]\nlisten = 127.0.0.1:7\n";
+	write_file(new_case(), head);
+	{
+		int fd = open(last_path, O_WRONLY);
+		char pad[4096];
+		off_t at = sizeof(head) - 1;
+
+		memset(pad, '#', sizeof(pad));
+		for (size_t i = 63; i < sizeof(pad); i += 64)
+			pad[i] = '\n';
+		CHECK(fd >= 0);
+		while (fd >= 0 && at < CONFIG_FILE_MAX) {
+			size_t n = sizeof(pad) < (size_t)(CONFIG_FILE_MAX - at)
+				       ? sizeof(pad)
+				       : (size_t)(CONFIG_FILE_MAX - at);
+			CHECK_INT((int)pwrite(fd, pad, n, at), (int)n);
+			at += (off_t)n;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	CHECK_INT(config_load(last_path, &c, err, sizeof(err)), 0);
+	CHECK_STR(err, "");
+	CHECK_INT(c.n_listen, 1);
+	config_free(&c);
+	CHECK_INT(truncate(last_path, CONFIG_FILE_MAX + 1), 0);
+	CHECK_INT(config_load(last_path, &c, err, sizeof(err)), -EFBIG);
+	snprintf(want, sizeof(want), "%s: file is too large (%d bytes, at most %d KiB)", last_path,
+		 CONFIG_FILE_MAX + 1, CONFIG_FILE_MAX >> 10);
+	CHECK_STR(err, want);
+	CHECK_INT(truncate(last_path, 4LL << 30), 0);
+	CHECK_INT(config_load(last_path, &c, err, sizeof(err)), -EFBIG);
+	check_empty(&c);
 
 	/* PATH.d that is not a directory cannot be read as one. */
 	write_file(new_case(), "[server]\n");
@@ -547,6 +597,25 @@ static void test_files(void)
 	CHECK_STR(err, want);
 	check_empty(&c);
 
+	/* So is every *.conf drop-in that is not a regular file: it too was
+	 * meant to be read, and a FIFO must not hang the load. */
+	write_file(new_case(), "[server]\n");
+	put_dropin("10-a.conf", "[server]\n");
+	snprintf(path, sizeof(path), "%s.d/20-pipe.conf", last_path);
+	CHECK_INT(mkfifo(path, 0600), 0);
+	CHECK_INT(config_load(last_path, &c, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want), "%s: not a regular file (a FIFO)", path);
+	CHECK_STR(err, want);
+	check_empty(&c);
+	write_file(new_case(), "[server]\n");
+	snprintf(path, sizeof(path), "%s.d", last_path);
+	CHECK_INT(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s.d/30-dir.conf", last_path);
+	CHECK_INT(mkdir(path, 0700), 0);
+	CHECK_INT(config_load(last_path, &c, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want), "%s: not a regular file (a directory)", path);
+	CHECK_STR(err, want);
+
 	/* A dangling link among the drop-ins was meant to be read. */
 	write_file(new_case(), "[server]\n");
 	put_dropin("10-a.conf", "[server]\n");
@@ -556,6 +625,29 @@ static void test_files(void)
 	snprintf(want, sizeof(want), "%s: %s", path, strerror(ENOENT));
 	CHECK_STR(err, want);
 	check_empty(&c);
+}
+
+/* Loading accepts a config without listen (socket activation needs none);
+ * config_need_listen is what refuses it to a daemon that binds itself. */
+static void test_need_listen(void)
+{
+	char err[CONFIG_ERR_MAX], want[1024];
+	struct config c;
+
+	CHECK_INT(load_text("# emptied by mistake\n", &c, err), 0);
+	CHECK_INT(c.n_listen, 0);
+	CHECK_INT(config_need_listen(&c, last_path, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want),
+		 "%s: [server] listen: no listen address is set (and no socket was passed by "
+		 "systemd)",
+		 last_path);
+	CHECK_STR(err, want);
+	config_free(&c);
+	CHECK_INT(load_text("[server]\nlisten = [::1]:7\n", &c, err), 0);
+	err[0] = '\0';
+	CHECK_INT(config_need_listen(&c, last_path, err, sizeof(err)), 0);
+	CHECK_STR(err, "");
+	config_free(&c);
 }
 
 static void load_case(struct config *c, char *err)
@@ -576,8 +668,8 @@ static void test_dropins(void)
 	CHECK_INT(c.backlog, 200);
 	config_free(&c);
 
-	/* strcmp order, not numeric: 9-c.conf comes last. Hidden files, other
-	 * suffixes and directories are skipped, even with bad content. */
+	/* strcmp order, not numeric: 9-c.conf comes last. Hidden files and
+	 * other suffixes are skipped, even with bad content. */
 	write_file(new_case(), "[server]\nbacklog = 100\n");
 	put_dropin("9-c.conf", "[server]\nbacklog = 9\n");
 	put_dropin("20-b.conf", "[server]\nbacklog = 20\n");
@@ -586,7 +678,7 @@ static void test_dropins(void)
 	put_dropin(".conf", "garbage\n");
 	put_dropin("99-z.conf.bak", "garbage\n");
 	put_dropin("README", "garbage\n");
-	snprintf(path, sizeof(path), "%s.d/99-dir.conf", last_path);
+	snprintf(path, sizeof(path), "%s.d/conf.d", last_path);
 	CHECK_INT(mkdir(path, 0700), 0);
 	load_case(&c, err);
 	CHECK_INT(c.backlog, 9);
@@ -742,7 +834,8 @@ static void test_round_trip(void)
 }
 
 /* Turns the shipped file into its defaults: every "#key = value" line
- * uncommented, the package's "user = echod" line dropped. */
+ * uncommented, the package's "user = echod" and "listen = *:7" lines
+ * dropped. */
 static char *shipped_as_defaults(const char *path, unsigned *user_line)
 {
 	FILE *in = fopen(path, "r"), *out;
@@ -758,6 +851,8 @@ static char *shipped_as_defaults(const char *path, unsigned *user_line)
 		n++;
 		if (strcmp(line, "user = echod\n") == 0)
 			*user_line = n;
+		else if (strcmp(line, "listen = *:7\n") == 0)
+			continue;
 		else if (line[0] == '#' && line[1] >= 'a' && line[1] <= 'z' && strstr(line, " ="))
 			fputs(line + 1, out);
 		else
@@ -772,7 +867,6 @@ static void test_shipped(void)
 {
 	/* user is the line found by shipped_as_defaults. */
 	static const char *const keys[] = {
-	    "listen",
 	    "backlog",
 	    "drain_timeout",
 	    "max_connections",
@@ -809,13 +903,20 @@ static void test_shipped(void)
 	free(text);
 
 	/* As shipped, it differs from the defaults only by the package's user,
-	 * which exists where the package is installed and not elsewhere. */
+	 * which exists where the package is installed and not elsewhere, and
+	 * its listen address, since there is no default one. */
 	r = config_load(path, &c, err, sizeof(err));
 	if (getpwnam("echod")) {
 		CHECK_INT(r, 0);
 		CHECK_STR(c.user, "echod");
 		free(c.user);
 		c.user = NULL;
+		CHECK_INT(c.n_listen, 2);
+		check_listen(&c, 0, "0.0.0.0:7");
+		check_listen(&c, 1, "[::]:7");
+		free(c.listen);
+		c.listen = NULL;
+		c.n_listen = 0;
 		check_same(&c, &d);
 		config_free(&c);
 	} else {
@@ -862,6 +963,7 @@ int main(void)
 	test_structure();
 	test_odd_lines();
 	test_files();
+	test_need_listen();
 	test_dropins();
 	test_lists();
 	test_round_trip();
