@@ -13,4 +13,12 @@ static inline uint64_t clock_usec(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* t + d, saturating: a deadline past the end of the clock is "never",
+ * never a wrap-around to the past. Config durations are bounded
+ * (CONFIG_DURATION_MAX_USEC); this keeps every other sum honest too. */
+static inline uint64_t clock_add(uint64_t t, uint64_t d)
+{
+	return t > UINT64_MAX - d ? UINT64_MAX : t + d;
+}
+
 #endif

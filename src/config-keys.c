@@ -149,7 +149,15 @@ static int config_set_value(struct config_loader *ld, const struct config_key *k
 			*(unsigned *)field = (unsigned)n;
 		break;
 	case CONFIG_KIND_DURATION:
-		r = parse_duration(v, (uint64_t *)field);
+		r = parse_duration(v, &n);
+		/* Deadlines are now + duration: a bound far below UINT64_MAX
+		 * keeps every such sum exact (and a year is more than any
+		 * timeout means). */
+		if (r == 0 && n > CONFIG_DURATION_MAX_USEC)
+			return config_fail(ld, k, "\"%s\" is out of range (at most %s)", v,
+					   CONFIG_DURATION_MAX_TEXT);
+		if (r == 0)
+			*(uint64_t *)field = n;
 		break;
 	case CONFIG_KIND_BOOL:
 		r = parse_bool(v, (bool *)field);

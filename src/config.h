@@ -44,6 +44,11 @@ struct config {
  * read into memory line by line. */
 #define CONFIG_FILE_MAX (1024 * 1024)
 
+/* The longest duration any key takes (drain_timeout, idle_timeout,
+ * max_lifetime): 365 days. */
+#define CONFIG_DURATION_MAX_USEC (UINT64_C(365) * 24 * 3600 * 1000000)
+#define CONFIG_DURATION_MAX_TEXT "365d"
+
 /* Room for "path:line: message". */
 #define CONFIG_ERR_MAX 512
 

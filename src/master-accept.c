@@ -209,7 +209,7 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 	    .local_port = addr_port((const struct sockaddr *)&l->addr.ss),
 	    .start_usec = start,
 	    .idle_usec = m->cfg.idle_timeout_usec,
-	    .end_usec = m->cfg.max_lifetime_usec ? start + m->cfg.max_lifetime_usec : 0,
+	    .end_usec = m->cfg.max_lifetime_usec ? clock_add(start, m->cfg.max_lifetime_usec) : 0,
 	    .log_connections = m->cfg.log_connections,
 	    .report_fd = m->rfd[1],
 	};

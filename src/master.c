@@ -209,7 +209,8 @@ static void master_stop_request(struct master *m, int sig)
 		master_terminate(m);
 		return;
 	}
-	notify_extend_timeout(m->cfg.drain_timeout_usec + MASTER_KILL_GRACE_USEC + 1000000u);
+	notify_extend_timeout(
+	    clock_add(m->cfg.drain_timeout_usec, MASTER_KILL_GRACE_USEC + 1000000u));
 	if (master_arm_timer(m, m->cfg.drain_timeout_usec) < 0) {
 		log_err("cannot arm the drain timer: %s; asking workers to finish now",
 			strerror(errno));

@@ -340,6 +340,39 @@ static void test_bad_values(void)
 	EXPECT_ERR("[server]\ndrain_timeout = 18446744073709551615s\n", 2,
 		   "[server] drain_timeout: \"18446744073709551615s\" is too long a duration");
 	EXPECT_ERR("[server]\ndrain_timeout =\n", 2, "[server] drain_timeout: empty value");
+	/* Every duration stops at 365 days, so that now + duration cannot
+	 * wrap: the largest value the parser takes used to end every
+	 * connection at once as max_lifetime. */
+	{
+		static const char *const keys[][2] = {
+		    {"server", "drain_timeout"},
+		    {"limits", "idle_timeout"},
+		    {"limits", "max_lifetime"},
+		};
+		char text[128], want[160];
+		struct config c;
+
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+			snprintf(text, sizeof(text), "[%s]\n%s = 365d\n", keys[i][0], keys[i][1]);
+			EXPECT_OK(text, &c);
+			CHECK(c.drain_timeout_usec + c.idle_timeout_usec + c.max_lifetime_usec >=
+			      CONFIG_DURATION_MAX_USEC);
+			config_free(&c);
+			snprintf(text, sizeof(text), "[%s]\n%s = 365d 1us\n", keys[i][0],
+				 keys[i][1]);
+			snprintf(want, sizeof(want),
+				 "[%s] %s: \"365d 1us\" is out of range (at most 365d)", keys[i][0],
+				 keys[i][1]);
+			EXPECT_ERR(text, 2, want);
+			snprintf(text, sizeof(text), "[%s]\n%s = 18446744073709551615us\n",
+				 keys[i][0], keys[i][1]);
+			snprintf(
+			    want, sizeof(want),
+			    "[%s] %s: \"18446744073709551615us\" is out of range (at most 365d)",
+			    keys[i][0], keys[i][1]);
+			EXPECT_ERR(text, 2, want);
+		}
+	}
 	EXPECT_ERR("[server]\nuser =\n", 2, "[server] user: empty value");
 	EXPECT_ERR("[server]\n\nuser = no-such-user-echod-test\n", 3,
 		   "[server] user: unknown user \"no-such-user-echod-test\"");
