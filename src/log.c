@@ -8,6 +8,8 @@
  * links stay out of a process that forks for every connection. */
 #include "log.h"
 
+#include "log-sink.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -15,23 +17,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #define LOG_MSG_MAX  1024
 #define LOG_LINE_MAX 2048
 
-#define LOG_JOURNAL_SOCKET "/run/systemd/journal/socket"
-
 static struct {
 	int level;
 	bool journal;
 	bool stderr_to_journal; /* stderr is a journal stream: prefix <N> */
-	int journal_fd;		/* datagram socket, opened on first use */
-} log_state = {.level = LOG_INFO, .journal_fd = -1};
+} log_state = {.level = LOG_INFO};
 
 static const char *const log_level_names[] = {
     [LOG_ERR] = "err",	 [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
@@ -86,11 +83,38 @@ void log_setup(enum log_target target, int level)
 	log_state.level = level;
 	log_state.journal = target == LOG_TARGET_JOURNAL || (target == LOG_TARGET_AUTO && stream);
 	log_state.stderr_to_journal = stream;
+	/* Before the first fork, so that workers inherit the socket: their
+	 * sandbox has no connect(). A failure falls back to stderr. */
+	if (log_state.journal)
+		(void)log_sink_journal_open();
 	/* gmtime_r reads the time zone files the first time it runs; done
 	 * here, that first time never falls in a sandboxed worker, which may
 	 * not open files. */
 	tzset();
 	errno = saved;
+}
+
+void log_init(void)
+{
+	log_sink_init();
+}
+
+int log_poll_fd(void)
+{
+	return log_sink_poll_fd();
+}
+
+void log_flush(void)
+{
+	unsigned long long n = log_sink_flush();
+
+	if (n)
+		log_warning("%llu log entries dropped: the log's output was not taking them", n);
+}
+
+void log_forked(void)
+{
+	log_sink_forked();
 }
 
 int log_to_journal(void)
@@ -135,16 +159,9 @@ static size_t log_journal_field(char *buf, size_t used, size_t cap, const char *
 static int log_journal(int prio, const char *msgid, const struct log_kv *kv, size_t n,
 		       const char *msg)
 {
-	static const struct sockaddr_un sa = {.sun_family = AF_UNIX,
-					      .sun_path = LOG_JOURNAL_SOCKET};
 	char buf[LOG_LINE_MAX + LOG_MSG_MAX], num[4];
 	size_t used = 0, cap = sizeof(buf);
 
-	if (log_state.journal_fd < 0) {
-		log_state.journal_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		if (log_state.journal_fd < 0)
-			return -1;
-	}
 	snprintf(num, sizeof(num), "%d", prio);
 	used = log_journal_field(buf, used, cap, "MESSAGE", msg);
 	used = log_journal_field(buf, used, cap, "PRIORITY", num);
@@ -155,10 +172,7 @@ static int log_journal(int prio, const char *msgid, const struct log_kv *kv, siz
 		used = log_journal_field(buf, used, cap, kv[i].key, kv[i].val);
 	if (used > cap)
 		return -1;
-	return sendto(log_state.journal_fd, buf, used, MSG_NOSIGNAL, (const struct sockaddr *)&sa,
-		      sizeof(sa)) < 0
-		   ? -1
-		   : 0;
+	return log_sink_write(LOG_DEST_JOURNAL, buf, used);
 }
 
 /* Appends s to the line, quoted when it holds spaces, quotes or nothing,
@@ -216,8 +230,7 @@ static void log_stderr(int prio, const struct log_kv *kv, size_t n, const char *
 	}
 	line[used++] = '\n';
 	/* One write: concurrent workers sharing stderr never interleave a line. */
-	ssize_t r = write(STDERR_FILENO, line, used);
-	(void)r; /* a failed log write has nowhere left to be reported */
+	(void)log_sink_write(LOG_DEST_STDERR, line, used);
 }
 
 void log_struct(int prio, const char *msgid, const struct log_kv *kv, size_t n, const char *fmt,

@@ -32,6 +32,22 @@ struct log_kv {
 #define LOG_ID_STATS	     "41796c9f8e1141068c8a73547f95df9e"
 #define LOG_ID_RESOURCE	     "f50809158ea14a6e92b3d05691b4c171"
 
+/* Once at start, before dropping privileges: takes stderr as it is (see
+ * log-sink.h: writes never block). */
+void log_init(void);
+
+/* While entries are held back because the output is busy: the descriptor
+ * to wait on for POLLOUT, then call log_flush. -1 when nothing is held. */
+int log_poll_fd(void);
+
+/* Writes what was held back, as far as the output takes it; once all is
+ * out, logs how many entries had to be dropped meanwhile, if any. */
+void log_flush(void);
+
+/* In a new worker: the master's held-back entries are not its own, and a
+ * worker drops an entry its output does not take at once. */
+void log_forked(void);
+
 /* Chooses the sink and the threshold (LOG_ERR .. LOG_DEBUG). Safe to call
  * again on reload. */
 void log_setup(enum log_target target, int level);

@@ -107,6 +107,7 @@ int main(int argc, char **argv)
 	}
 
 	notify_init();
+	log_init();
 	/* Before any descriptor exists, so that no signal is lost or acted on
 	 * by default while starting. */
 	r = master_block_signals();

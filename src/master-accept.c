@@ -189,11 +189,13 @@ static int master_refuse_with_reserve(struct master *m, const struct listener *l
  * end it. The parent may have died before the prctl: then getppid() is
  * already someone else (init or a subreaper) and the signal is raised
  * here; SIGTERM stays blocked until the worker's first wait. An exec of
- * the master (a binary upgrade) does not count as its death. */
-static void master_child_tie(pid_t master_pid)
+ * the master (a binary upgrade) does not count as its death. The log's
+ * held-back entries are the master's to write, not this copy's. */
+static void master_child_setup(pid_t master_pid)
 {
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != master_pid)
 		raise(SIGTERM);
+	log_forked();
 }
 
 static void master_spawn(struct master *m, int fd, const struct addr *peer,
@@ -230,7 +232,7 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 		pid = fork();
 	}
 	if (pid == 0) {
-		master_child_tie(master_pid);
+		master_child_setup(master_pid);
 		for (size_t i = 0; i < ln; i++)
 			close(lv[i].fd);
 		for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)

@@ -315,12 +315,12 @@ static int master_loop(struct master *m)
 {
 	for (;;) {
 		uint64_t now = clock_usec();
-		size_t n = 0, lbase, tidx = 0, ridx;
+		size_t n = 0, lbase, tidx = 0, ridx, lidx = 0;
 		unsigned gen = m->ls_gen;
 
 		if (m->quit || (m->phase != MASTER_RUN && children_count(&m->kids) == 0))
 			return 0;
-		if (master_pfd_reserve(m, m->ls.n + 3) < 0) {
+		if (master_pfd_reserve(m, m->ls.n + 4) < 0) {
 			log_err("out of memory in the event loop");
 			return EXIT_OSERR;
 		}
@@ -330,6 +330,11 @@ static int master_loop(struct master *m)
 		if (m->tfd >= 0) {
 			tidx = n;
 			m->pfd[n++] = (struct pollfd){.fd = m->tfd, .events = POLLIN};
+		}
+		/* The log's output is busy: wake when it takes entries again. */
+		if (log_poll_fd() >= 0) {
+			lidx = n;
+			m->pfd[n++] = (struct pollfd){.fd = log_poll_fd(), .events = POLLOUT};
 		}
 		lbase = n;
 		if (m->phase == MASTER_RUN && now >= m->pause_until)
@@ -352,6 +357,8 @@ static int master_loop(struct master *m)
 			sources_expire(&m->kids.src, now);
 			m->expire_next = now + MASTER_EXPIRE_USEC;
 		}
+		if (r > 0 && lidx && m->pfd[lidx].revents)
+			log_flush();
 		if (r > 0 && (m->pfd[ridx].revents & POLLIN))
 			master_on_reports(m);
 		if (r > 0 && (m->pfd[0].revents & POLLIN))
@@ -442,6 +449,9 @@ int master_run(const struct master_opts *o, struct config *cfg, struct listen_se
 	master_on_reports(m);
 	log_struct(LOG_INFO, LOG_ID_STOPPED, NULL, 0, "stopped after serving %llu connection(s)",
 		   (unsigned long long)m->accepted);
+	/* What the output still does not take is lost: waiting for a reader
+	 * that may never come would turn a stop into a hang. */
+	log_flush();
 out:
 	if (m->sfd >= 0)
 		close(m->sfd);
