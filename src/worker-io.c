@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "err.h"
@@ -20,6 +21,13 @@
 /* Where splice is refused, reads and writes go through a heap buffer of this
  * size, which bounds the bytes owed as the pipe does in splice mode. */
 #define WORKER_IO_BUF_SIZE (64 * 1024)
+
+int worker_io_urgent_inline(int fd)
+{
+	int one = 1;
+
+	return setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one)) < 0 ? err_last() : 0;
+}
 
 void worker_io_init(struct worker_io *io, int fd, char *small)
 {
@@ -55,6 +63,15 @@ static void worker_io_use_buffer(struct worker_io *io)
 	io->head = 0;
 }
 
+/* Back to the caller's small buffer, with nothing owed (see worker_io_in). */
+static void worker_io_use_small(struct worker_io *io)
+{
+	worker_io_close_pipe(io);
+	io->buf = io->small;
+	io->cap = WORKER_IO_SMALL_SIZE;
+	io->head = 0;
+}
+
 /* A bulk transfer goes zero-copy from here on, if a pipe can be had. */
 static void worker_io_use_splice(struct worker_io *io)
 {
@@ -82,6 +99,15 @@ static ssize_t worker_io_read(struct worker_io *io, size_t want)
 	return read(io->fd, io->buf + io->owed, want);
 }
 
+/* TCP's urgent mark stops splice: it moves the bytes before the mark, and
+ * never the urgent byte or any after it, not even with SO_OOBINLINE. There
+ * it returns EAGAIN while poll goes on saying readable, or 0, as at EOF,
+ * once the client's FIN is queued behind. Only read() steps over the mark. */
+static bool worker_io_at_mark(const struct worker_io *io, ssize_t n)
+{
+	return io->pipe[0] >= 0 && (n == 0 || (n < 0 && errno == EAGAIN && io->in_polled));
+}
+
 ssize_t worker_io_in(struct worker_io *io)
 {
 	if (io->bulk && io->owed == 0) {
@@ -99,8 +125,21 @@ ssize_t worker_io_in(struct worker_io *io)
 		worker_io_use_buffer(io);
 		want = io->cap;
 		n = worker_io_read(io, want);
+	} else if (worker_io_at_mark(io, n) && io->owed > 0) {
+		/* What the pipe holds goes out first, to keep the bytes in order;
+		 * then the socket polls readable again, with the pipe empty. */
+		n = -1;
+		errno = EAGAIN;
+	} else if (worker_io_at_mark(io, n)) {
+		/* A read that fills the small buffer brings splice back. Any other
+		 * POLLIN that splice cannot use, and a real EOF, cost the same one
+		 * read. */
+		worker_io_use_small(io);
+		want = io->cap;
+		n = worker_io_read(io, want);
 	}
 	io->in_tried = true;
+	io->in_polled = false;
 	if (n < 0)
 		n = err_last();
 	if (n > 0) {
@@ -158,6 +197,7 @@ void worker_io_ready(struct worker_io *io, short revents)
 	/* An error or hangup is reported by the next read or write. */
 	if (revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL))
 		io->in_ready = true;
+	io->in_polled = revents & POLLIN;
 	if (revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL))
 		io->out_ready = true;
 }

@@ -26,12 +26,20 @@ struct worker_io {
 	size_t head;	/* read/write mode: first owed byte in buf */
 	size_t owed;	/* read from the client, not yet written back */
 	bool in_ready;	/* a read may find data */
+	bool in_polled; /* poll said POLLIN and no read has been tried since */
 	bool in_tried;	/* splice mode: only the first read can find it unsupported */
 	bool bulk;	/* a read filled the small buffer: splice from now on */
 	bool out_ready; /* a write may find room */
 	uint64_t bytes_in;
 	uint64_t bytes_out;
 };
+
+/* Makes TCP's urgent byte (MSG_OOB) ordinary data, read and echoed in its
+ * place like any other (SO_OOBINLINE): an echo server returns every byte
+ * it got, and without it the byte would be taken out of the stream and
+ * lost. Called before the sandbox, which has no setsockopt. Returns 0 or
+ * -errno. */
+int worker_io_urgent_inline(int fd);
 
 /* Starts in read/write mode on the caller's small buffer, ready both ways. */
 void worker_io_init(struct worker_io *io, int fd, char *small);

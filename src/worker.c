@@ -340,9 +340,12 @@ static int worker_report_send(int fd, const struct worker_report *rep)
 _Noreturn void worker_run(const struct worker_conn *c)
 {
 	struct worker_stats st = {.end = WORKER_ERROR};
-	int r = sandbox_enter();
+	int r = worker_io_urgent_inline(c->fd);
 
-	/* Unconfined, it does not serve: the failure is logged as an error. */
+	if (r == 0)
+		r = sandbox_enter();
+	/* Unconfined, it does not serve: the failure is logged as an error.
+	 * (SO_OOBINLINE fails only on a descriptor that is no socket.) */
 	if (r < 0)
 		st.error = r;
 	else

@@ -610,6 +610,49 @@ static void test_no_spin(void)
 	close_pair(fds);
 }
 
+/* TCP urgent data (MSG_OOB) after `before` stream bytes, then `after` more
+ * and the FIN: before >= 1 KiB meets it on the splice path. Made inline
+ * (as worker_run does) the urgent byte comes back in its place; else TCP
+ * takes it out of the stream and every other byte comes back. Either way
+ * the worker waits at the mark rather than spin, and a mark just before
+ * the FIN is not taken for the end. */
+static void test_urgent(size_t before, size_t after, int inline_urgent)
+{
+	const size_t total = before + (inline_urgent ? 1 : 0) + after;
+	int fds[2], one = 1;
+	unsigned char b;
+	uint64_t cpu;
+	struct run r;
+
+	make_pair(KIND_TCP, fds, 0);
+	if (inline_urgent && setsockopt(fds[0], SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one)) < 0)
+		fail("SO_OOBINLINE");
+	run_start(&r, fds[0], 0);
+	CHECK_INT(peer_send(fds[1], 0, before), 0);
+	CHECK_INT(peer_recv(fds[1], 0, before), 0);
+	stream_fill(&b, before, 1);
+	CHECK_INT(send(fds[1], &b, 1, MSG_OOB), 1);
+	cpu = thread_cpu_usec(r.thread);
+	usleep(500000);
+	cpu = thread_cpu_usec(r.thread) - cpu;
+	fprintf(stderr, "urgent byte after %zu: worker CPU in the next 500 ms: %llu us\n", before,
+		(unsigned long long)cpu);
+	CHECK(cpu < 100000);
+	CHECK_INT(peer_send(fds[1], before + 1, after), 0);
+	CHECK_INT(shutdown(fds[1], SHUT_WR), 0);
+	if (inline_urgent) {
+		CHECK_INT(peer_recv_to_eof(fds[1], before), 1 + after);
+	} else {
+		CHECK_INT(peer_recv(fds[1], before + 1, after), 0);
+		CHECK_INT(peer_recv_to_eof(fds[1], before + 1 + after), 0);
+	}
+	run_join(&r);
+	CHECK_INT(r.st.end, WORKER_EOF);
+	CHECK_INT(r.st.bytes_in, total);
+	CHECK_INT(r.st.bytes_out, total);
+	close_pair(fds);
+}
+
 /* As in worker_run: the stop signal is blocked, so it stays pending until
  * the loop lets it in with ppoll. */
 static void *run_main_stop_pending(void *arg)
@@ -1050,6 +1093,12 @@ int main(void)
 	test_idle_huge();
 	test_drain(KIND_TCP, 0);
 	test_no_spin();
+	for (int inl = 1; inl >= 0; inl--) {
+		test_urgent(100, 100, inl);		/* the small-message path */
+		test_urgent(8 * 1024, 0, inl);		/* splice; the mark right before the FIN */
+		test_urgent(64 * 1024, 64 * 1024, inl); /* splice, mid-stream */
+		test_urgent(5000, 3, inl);
+	}
 	test_busy_stop();
 	test_lifetime_busy();
 	test_run_sigterm();
