@@ -259,8 +259,8 @@ void worker_report_log(const struct worker_report *r, bool log_connections)
 	 * clock (see echo_timeout), and the master's view includes the fork. */
 	uint64_t now = clock_usec(), usec = now > r->start_usec ? now - r->start_usec : 0;
 	int prio = st->end == WORKER_ERROR ? LOG_WARNING : LOG_INFO;
-	char peer[ADDR_STRLEN], host[ADDR_STRLEN], rport[8], lport[8], in[24], out[24], dur[24],
-	    pid[16], err[16];
+	char peer[ADDR_STRLEN], host[ADDR_STRLEN], ifname[ADDR_IFNAMESIZE], rport[8], lport[8],
+	    in[24], out[24], dur[24], pid[16], err[16];
 	unsigned port = 0;
 	const char *why = worker_end_name(st->end);
 
@@ -268,9 +268,14 @@ void worker_report_log(const struct worker_report *r, bool log_connections)
 	 * logged one by one. */
 	if ((prio == LOG_INFO && !log_connections) || !log_enabled(prio))
 		return;
-	if (addr_format((const struct sockaddr *)&r->peer.ss, peer, sizeof(peer)) < 0)
+	/* A report from the pipe is only trusted to be a report. */
+	memcpy(ifname, r->ifname, sizeof(ifname));
+	ifname[sizeof(ifname) - 1] = '\0';
+	/* Never addr_format here: a worker that logs itself is sandboxed. */
+	if (addr_format_as((const struct sockaddr *)&r->peer.ss, ifname, peer, sizeof(peer)) < 0)
 		snprintf(peer, sizeof(peer), "?");
-	if (addr_host_port((const struct sockaddr *)&r->peer.ss, host, sizeof(host), &port) < 0)
+	if (addr_host_port_as((const struct sockaddr *)&r->peer.ss, ifname, host, sizeof(host),
+			      &port) < 0)
 		snprintf(host, sizeof(host), "?");
 	snprintf(rport, sizeof(rport), "%u", port);
 	snprintf(lport, sizeof(lport), "%u", r->local_port);
@@ -340,8 +345,14 @@ static int worker_report_send(int fd, const struct worker_report *rep)
 _Noreturn void worker_run(const struct worker_conn *c)
 {
 	struct worker_stats st = {.end = WORKER_ERROR};
+	struct worker_report rep;
 	int r = worker_io_urgent_inline(c->fd);
 
+	/* Whole, padding included: all of it goes down the pipe. */
+	memset(&rep, 0, sizeof(rep));
+	/* Only a link-local peer costs a look-up, and only here: the sandbox
+	 * forbids its ioctl, and the entry may have to be written from here. */
+	addr_scope_name((const struct sockaddr *)&c->peer.ss, rep.ifname);
 	if (r == 0)
 		r = sandbox_enter();
 	/* Unconfined, it does not serve: the failure is logged as an error.
@@ -358,10 +369,6 @@ _Noreturn void worker_run(const struct worker_conn *c)
 		worker_linger(c->fd, WORKER_FLUSH_USEC);
 	/* The client is done with before the report, which may have to wait. */
 	close(c->fd);
-	struct worker_report rep;
-
-	/* Whole, padding included: all of it goes down the pipe. */
-	memset(&rep, 0, sizeof(rep));
 	rep.pid = getpid();
 	rep.peer = c->peer;
 	rep.local_port = c->local_port;

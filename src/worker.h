@@ -59,6 +59,9 @@ struct worker_conn {
 struct worker_report {
 	pid_t pid;
 	struct addr peer;
+	/* The peer's interface, for a link-local one: looked up by the worker
+	 * before its sandbox, which forbids the ioctl that asks. */
+	char ifname[ADDR_IFNAMESIZE];
 	unsigned local_port;
 	uint64_t start_usec; /* the duration is taken when the entry is written */
 	struct worker_stats st;

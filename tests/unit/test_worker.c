@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -27,6 +28,7 @@
 #include "check.h"
 #include "clock.h"
 #include "log.h"
+#include "peer.h"
 #include "worker.h"
 
 #define WAIT_MS 10000 /* the bound of every single wait: a bug fails, never hangs */
@@ -1003,6 +1005,46 @@ static void test_run_report(enum report_pipe mode)
 	close(fds[1]);
 }
 
+/* A link-local peer (fe80::7%lo here): the worker names its interface
+ * before the sandbox, which forbids the ioctl that asks, and then writes
+ * its entry itself (no report pipe) or hands the name to the master. */
+static void test_run_link_local(int with_pipe)
+{
+	struct sockaddr_storage ss = test_peer("fe80::7", 4242);
+	struct worker_conn c = {.log_connections = true, .report_fd = -1};
+	struct worker_report r = {0};
+	int fds[2], rp[2] = {-1, -1}, log_fd;
+	pid_t pid;
+
+	((struct sockaddr_in6 *)&ss)->sin6_scope_id = if_nametoindex("lo");
+	memcpy(&c.peer.ss, &ss, sizeof(ss));
+	c.peer.len = sizeof(struct sockaddr_in6);
+	if (with_pipe && pipe2(rp, O_CLOEXEC | O_NONBLOCK) < 0)
+		fail("pipe");
+	c.report_fd = rp[1];
+	make_pair(KIND_UNIX, fds, 0);
+	c.fd = fds[0];
+	pid = run_child(&c, fds[1], &log_fd);
+	close(fds[0]);
+	if (with_pipe)
+		close(rp[1]);
+	CHECK_INT(peer_send(fds[1], 0, 6), 0);
+	CHECK_INT(shutdown(fds[1], SHUT_WR), 0);
+	CHECK_INT(peer_recv_to_eof(fds[1], 0), 6);
+	CHECK_INT(child_wait(pid), 0);
+	if (with_pipe) {
+		CHECK_STR(read_log(log_fd), "");
+		CHECK(find_report(rp[0], pid, &r));
+		CHECK_STR(r.ifname, "lo");
+		close(rp[0]);
+	} else {
+		char *log = read_log(log_fd);
+		CHECK(log_has(log, "connection from [fe80::7%%lo]:4242 closed (eof): 6 bytes in"));
+		CHECK(log_has(log, "remote_addr=fe80::7%%lo remote_port=4242"));
+	}
+	close(fds[1]);
+}
+
 /* With connections = no a normal end logs nothing, but still reports: the
  * master's byte totals are the sum of the reports. */
 static void test_run_quiet(void)
@@ -1103,6 +1145,8 @@ int main(void)
 	test_lifetime_busy();
 	test_run_sigterm();
 	test_run_idle();
+	test_run_link_local(0);
+	test_run_link_local(1);
 	test_run_quiet();
 	test_run_report(PIPE_ROOM);
 	test_run_report(PIPE_FULL);
