@@ -252,6 +252,13 @@ int worker_signals_init(const sigset_t *blocked)
 	return 0;
 }
 
+/* Also called by a worker, in its sandbox, when the report could not be
+ * sent: nothing here may open a file or make an ioctl. The interface name
+ * was looked up before the sandbox; strerror reads no catalog (echod never
+ * calls setlocale, so messages are the C locale's, built in); the stderr
+ * form's gmtime_r finds the time zone loaded (tzset in log_setup); the
+ * journal's socket is AF_UNIX, which the filter lets through. The unit test
+ * of the sandbox makes these calls under the filter. */
 void worker_report_log(const struct worker_report *r, bool log_connections)
 {
 	const struct worker_stats *st = &r->st;
