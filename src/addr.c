@@ -10,6 +10,8 @@
 
 #include "parse.h"
 
+_Static_assert(ADDR_IFNAMESIZE == IF_NAMESIZE, "ADDR_IFNAMESIZE differs from IF_NAMESIZE");
+
 static const char addr_why_host[] = "host must be a numeric IPv4 or IPv6 address, or *";
 
 static void addr_set_v4(struct addr *a, const struct in_addr *in, unsigned port)
@@ -152,11 +154,23 @@ int addr_parse_listen(const char *s, struct addr out[2], const char **why)
 	return 1;
 }
 
-int addr_host_port(const struct sockaddr *sa, char *host, size_t len, unsigned *port)
+void addr_scope_name(const struct sockaddr *sa, char name[ADDR_IFNAMESIZE])
+{
+	struct sockaddr_in6 sin6;
+
+	name[0] = '\0';
+	if (sa->sa_family != AF_INET6)
+		return;
+	memcpy(&sin6, sa, sizeof(sin6));
+	if (sin6.sin6_scope_id != 0 && !if_indextoname(sin6.sin6_scope_id, name))
+		name[0] = '\0';
+}
+
+int addr_host_port_as(const struct sockaddr *sa, const char *ifname, char *host, size_t len,
+		      unsigned *port)
 {
 	struct sockaddr_in sin;
 	struct sockaddr_in6 sin6;
-	char ifname[IF_NAMESIZE];
 	size_t used;
 
 	switch (sa->sa_family) {
@@ -178,11 +192,12 @@ int addr_host_port(const struct sockaddr *sa, char *host, size_t len, unsigned *
 			return -ENOSPC;
 		if (sin6.sin6_scope_id == 0)
 			return 0;
-		/* An interface that has gone away is still shown, by index, in a
-		 * form addr_parse_listen reads back. */
+		/* An interface without a name (gone, or not looked up) is still
+		 * shown, by index, in a form addr_parse_listen reads back. */
 		used = strlen(host);
-		if (if_indextoname(sin6.sin6_scope_id, ifname))
-			used += (size_t)snprintf(host + used, len - used, "%%%s", ifname);
+		if (ifname && ifname[0])
+			used += (size_t)snprintf(host + used, len - used, "%%%.*s",
+						 ADDR_IFNAMESIZE - 1, ifname);
 		else
 			used += (size_t)snprintf(host + used, len - used, "%%%u",
 						 (unsigned)sin6.sin6_scope_id);
@@ -192,11 +207,19 @@ int addr_host_port(const struct sockaddr *sa, char *host, size_t len, unsigned *
 	}
 }
 
-int addr_format(const struct sockaddr *sa, char *buf, size_t len)
+int addr_host_port(const struct sockaddr *sa, char *host, size_t len, unsigned *port)
+{
+	char ifname[ADDR_IFNAMESIZE];
+
+	addr_scope_name(sa, ifname);
+	return addr_host_port_as(sa, ifname, host, len, port);
+}
+
+int addr_format_as(const struct sockaddr *sa, const char *ifname, char *buf, size_t len)
 {
 	char host[ADDR_STRLEN];
 	unsigned port;
-	int r = addr_host_port(sa, host, sizeof(host), &port);
+	int r = addr_host_port_as(sa, ifname, host, sizeof(host), &port);
 	int n;
 
 	if (r < 0)
@@ -206,6 +229,14 @@ int addr_format(const struct sockaddr *sa, char *buf, size_t len)
 	else
 		n = snprintf(buf, len, "%s:%u", host, port);
 	return n >= 0 && (size_t)n < len ? 0 : -ENOSPC;
+}
+
+int addr_format(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char ifname[ADDR_IFNAMESIZE];
+
+	addr_scope_name(sa, ifname);
+	return addr_format_as(sa, ifname, buf, len);
 }
 
 unsigned addr_port(const struct sockaddr *sa)

@@ -1,10 +1,9 @@
-/* The worker: one process per connection, echoing every byte back. Data goes
- * socket -> pipe -> socket with splice(2), so it is never copied through user
- * space; a plain buffer takes over where the kernel refuses splice. */
+/* The worker: one process per connection, echoing every byte back. This
+ * file holds the loop (when to read, write and wait, and when to stop) and
+ * the worker's life around it; worker-io.c moves the bytes. */
 #include "worker.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/sockios.h>
@@ -21,19 +20,8 @@
 #include "err.h"
 #include "log.h"
 #include "sandbox.h"
+#include "worker-io.h"
 
-/* A connection starts with plain read/write through this buffer, kept in
- * the worker's stack frame: most echo exchanges are small, and for them a
- * pipe costs more system calls (pipe2, two closes) than it saves copying.
- * A read that fills it marks a bulk transfer, which then moves to splice. */
-#define WORKER_SMALL_SIZE 1024
-/* Linux's default pipe capacity. It is not asked for (one system call less
- * per connection): a pipe that got less, because the user is over
- * fs.pipe-user-pages-soft, makes splice move less per call, nothing worse. */
-#define WORKER_PIPE_SIZE (64 * 1024)
-/* Where splice is refused, reads and writes go through a heap buffer of this
- * size, which bounds the bytes owed as the pipe does in splice mode. */
-#define WORKER_BUF_SIZE (64 * 1024)
 /* How long a stopping worker keeps trying to hand back what it owes; the
  * master SIGKILLs a few seconds after its SIGTERM anyway. */
 #define WORKER_FLUSH_USEC (2 * 1000000ull)
@@ -52,17 +40,7 @@ static sigset_t worker_wait_mask;
 _Static_assert(sizeof(struct worker_report) <= PIPE_BUF, "worker_report exceeds PIPE_BUF");
 
 struct echo {
-	int fd;
-	int pipe[2];	/* splice mode; -1 otherwise */
-	char *buf;	/* read/write mode: small, or big where splice fails */
-	char *big;	/* heap buffer, once splice has failed */
-	size_t cap;	/* most bytes owed at once: buffer or pipe size */
-	size_t head;	/* read/write mode: first owed byte in buf */
-	size_t owed;	/* read from the client, not yet written back */
-	bool in_ready;	/* a read may find data */
-	bool in_tried;	/* splice mode: only the first read can find it unsupported */
-	bool bulk;	/* a read filled the small buffer: splice from now on */
-	bool out_ready; /* a write may find room */
+	struct worker_io io;
 	bool eof;
 	bool stopping;
 	bool expired;	      /* stopping because the lifetime is over */
@@ -71,131 +49,20 @@ struct echo {
 	uint64_t end_usec;    /* end of the lifetime, 0 = none */
 	uint64_t flush_until; /* when stopping */
 	struct worker_stats *st;
-	char *small; /* WORKER_SMALL_SIZE bytes in worker_echo's frame */
 };
-
-static void echo_close_pipe(struct echo *e)
-{
-	if (e->pipe[0] < 0)
-		return;
-	close(e->pipe[0]);
-	close(e->pipe[1]);
-	e->pipe[0] = e->pipe[1] = -1;
-}
-
-/* Only called with nothing owed, so no byte is left behind in the old place.
- * Without memory the small buffer carries on: slower, never a lost client. */
-static void echo_use_buffer(struct echo *e)
-{
-	echo_close_pipe(e);
-	if (!e->big)
-		e->big = malloc(WORKER_BUF_SIZE);
-	e->buf = e->big ? e->big : e->small;
-	e->cap = e->big ? WORKER_BUF_SIZE : WORKER_SMALL_SIZE;
-	e->head = 0;
-}
-
-/* A bulk transfer goes zero-copy from here on, if a pipe can be had. */
-static void echo_use_splice(struct echo *e)
-{
-	if (pipe2(e->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-		e->pipe[0] = e->pipe[1] = -1;
-		echo_use_buffer(e);
-		return;
-	}
-	e->buf = NULL;
-	e->cap = WORKER_PIPE_SIZE;
-	e->in_tried = false;
-}
-
-static ssize_t echo_read(struct echo *e, size_t want)
-{
-	if (e->pipe[0] >= 0)
-		return splice(e->fd, NULL, e->pipe[1], NULL, want,
-			      SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-	/* Owed bytes move to the front so that all the room is in one piece
-	 * (rare: only after a short write, and the slow path anyway). */
-	if (e->head > 0) {
-		memmove(e->buf, e->buf + e->head, e->owed);
-		e->head = 0;
-	}
-	return read(e->fd, e->buf + e->owed, want);
-}
-
-/* Returns bytes read, 0 at the client's EOF, or -errno (-EAGAIN included). */
-static ssize_t echo_in(struct echo *e)
-{
-	if (e->bulk && e->owed == 0) {
-		e->bulk = false;
-		echo_use_splice(e);
-	}
-
-	size_t want = e->cap - e->owed;
-	ssize_t n = echo_read(e, want);
-
-	if (n < 0 && e->pipe[0] >= 0 && !e->in_tried &&
-	    (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
-		/* This kernel or socket type cannot splice, or a sandbox forbids
-		 * it. Nothing has moved yet, so switching costs nothing. */
-		echo_use_buffer(e);
-		want = e->cap;
-		n = echo_read(e, want);
-	}
-	e->in_tried = true;
-	if (n < 0)
-		n = err_last();
-	if (n > 0) {
-		e->owed += (size_t)n;
-		e->st->bytes_in += (uint64_t)n;
-		if (e->buf == e->small && (size_t)n == WORKER_SMALL_SIZE)
-			e->bulk = true;
-	}
-	/* A short read has probably drained the socket: asking again would
-	 * only return EAGAIN, so the next read waits for POLLIN. */
-	if (n == -EAGAIN || (n > 0 && (size_t)n < want))
-		e->in_ready = false;
-	return n;
-}
-
-static ssize_t echo_out(struct echo *e)
-{
-	size_t want = e->owed;
-	ssize_t n;
-
-	if (e->pipe[0] < 0)
-		n = write(e->fd, e->buf + e->head, want);
-	else
-		n = splice(e->pipe[0], NULL, e->fd, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-	if (n < 0) {
-		e->out_ready = errno != EAGAIN;
-		return err_last();
-	}
-	e->owed -= (size_t)n;
-	e->head = e->owed ? e->head + (size_t)n : 0;
-	e->st->bytes_out += (uint64_t)n;
-	/* A short write means the socket buffer is full: the next try would
-	 * only return EAGAIN. */
-	if ((size_t)n < want)
-		e->out_ready = false;
-	return n;
-}
 
 /* Waits in the only place where SIGTERM is let in. Returns 1 when the socket
  * is ready, 0 when the time ran out, or -errno (-EINTR when a signal
  * arrived). */
 static int echo_wait(struct echo *e, int64_t timeout_usec)
 {
-	struct pollfd p = {.fd = e->fd};
+	struct pollfd p = {
+	    .fd = e->io.fd,
+	    .events = worker_io_events(&e->io, !e->eof && !e->stopping),
+	};
 	struct timespec ts, *tsp = NULL;
 	int r;
 
-	if (!e->eof && !e->stopping && !e->in_ready && e->owed < e->cap &&
-	    (e->pipe[0] < 0 || e->owed == 0))
-		/* In splice mode "room" in a pipe with data is a guess, and a
-		 * wrong guess would spin on POLLIN: wait for output instead. */
-		p.events |= POLLIN;
-	if (e->owed > 0 && !e->out_ready)
-		p.events |= POLLOUT;
 	if (timeout_usec >= 0) {
 		ts.tv_sec = (time_t)(timeout_usec / 1000000);
 		ts.tv_nsec = (long)(timeout_usec % 1000000) * 1000;
@@ -204,11 +71,7 @@ static int echo_wait(struct echo *e, int64_t timeout_usec)
 	r = ppoll(&p, 1, tsp, &worker_wait_mask);
 	if (r < 0)
 		return err_last();
-	/* An error or hangup is reported by the next read or write. */
-	if (p.revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL))
-		e->in_ready = true;
-	if (p.revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL))
-		e->out_ready = true;
+	worker_io_ready(&e->io, p.revents);
 	return r > 0;
 }
 
@@ -288,8 +151,8 @@ static enum worker_end echo_loop(struct echo *e)
 		int r;
 
 		echo_check_stop(e, busy == 0);
-		if (!e->eof && !e->stopping && e->in_ready && e->owed < e->cap) {
-			n = echo_in(e);
+		if (!e->eof && !e->stopping && e->io.in_ready && e->io.owed < e->io.cap) {
+			n = worker_io_in(&e->io);
 			if (n == 0)
 				e->eof = true;
 			else if (n < 0 && n != -EAGAIN) {
@@ -298,15 +161,15 @@ static enum worker_end echo_loop(struct echo *e)
 			}
 			moved = n > 0;
 		}
-		if (e->owed > 0 && e->out_ready) {
-			n = echo_out(e);
+		if (e->io.owed > 0 && e->io.out_ready) {
+			n = worker_io_out(&e->io);
 			if (n < 0 && n != -EAGAIN) {
 				e->st->error = (int)n;
 				return WORKER_ERROR;
 			}
 			moved = moved || n > 0;
 		}
-		if ((e->eof || e->stopping) && e->owed == 0)
+		if ((e->eof || e->stopping) && e->io.owed == 0)
 			return !e->stopping ? WORKER_EOF
 			       : e->expired ? WORKER_LIFETIME
 					    : WORKER_DRAINED;
@@ -335,27 +198,21 @@ int worker_echo(int fd, uint64_t idle_usec, uint64_t end_usec, struct worker_sta
 {
 	/* Not zeroed, and not part of an initialized struct: clearing it would
 	 * only cost time. */
-	char small[WORKER_SMALL_SIZE];
+	char small[WORKER_IO_SMALL_SIZE];
 	struct echo e = {
-	    .fd = fd,
-	    .pipe = {-1, -1},
-	    .buf = small,
-	    .cap = sizeof(small),
-	    .in_ready = true,
-	    .out_ready = true,
 	    .idle_usec = idle_usec,
 	    .end_usec = end_usec,
 	    .st = st,
-	    .small = small,
 	};
 
+	worker_io_init(&e.io, fd, small);
 	*st = (struct worker_stats){0};
 	st->end = echo_loop(&e);
+	st->bytes_in = e.io.bytes_in;
+	st->bytes_out = e.io.bytes_out;
 	if (st->error == -ECONNRESET || st->error == -EPIPE || st->error == -ETIMEDOUT)
 		st->end = WORKER_RESET;
-	echo_close_pipe(&e);
-	if (e.big)
-		free(e.big);
+	worker_io_done(&e.io);
 	return 0;
 }
 
@@ -395,6 +252,13 @@ int worker_signals_init(const sigset_t *blocked)
 	return 0;
 }
 
+/* Also called by a worker, in its sandbox, when the report could not be
+ * sent: nothing here may open a file or make an ioctl. The interface name
+ * was looked up before the sandbox; strerror reads no catalog (echod never
+ * calls setlocale, so messages are the C locale's, built in); the stderr
+ * form's gmtime_r finds the time zone loaded (tzset in log_setup); the
+ * journal's socket is AF_UNIX, which the filter lets through. The unit test
+ * of the sandbox makes these calls under the filter. */
 void worker_report_log(const struct worker_report *r, bool log_connections)
 {
 	const struct worker_stats *st = &r->st;
@@ -402,8 +266,8 @@ void worker_report_log(const struct worker_report *r, bool log_connections)
 	 * clock (see echo_timeout), and the master's view includes the fork. */
 	uint64_t now = clock_usec(), usec = now > r->start_usec ? now - r->start_usec : 0;
 	int prio = st->end == WORKER_ERROR ? LOG_WARNING : LOG_INFO;
-	char peer[ADDR_STRLEN], host[ADDR_STRLEN], rport[8], lport[8], in[24], out[24], dur[24],
-	    pid[16], err[16];
+	char peer[ADDR_STRLEN], host[ADDR_STRLEN], ifname[ADDR_IFNAMESIZE], rport[8], lport[8],
+	    in[24], out[24], dur[24], pid[16], err[16];
 	unsigned port = 0;
 	const char *why = worker_end_name(st->end);
 
@@ -411,9 +275,14 @@ void worker_report_log(const struct worker_report *r, bool log_connections)
 	 * logged one by one. */
 	if ((prio == LOG_INFO && !log_connections) || !log_enabled(prio))
 		return;
-	if (addr_format((const struct sockaddr *)&r->peer.ss, peer, sizeof(peer)) < 0)
+	/* A report from the pipe is only trusted to be a report. */
+	memcpy(ifname, r->ifname, sizeof(ifname));
+	ifname[sizeof(ifname) - 1] = '\0';
+	/* Never addr_format here: a worker that logs itself is sandboxed. */
+	if (addr_format_as((const struct sockaddr *)&r->peer.ss, ifname, peer, sizeof(peer)) < 0)
 		snprintf(peer, sizeof(peer), "?");
-	if (addr_host_port((const struct sockaddr *)&r->peer.ss, host, sizeof(host), &port) < 0)
+	if (addr_host_port_as((const struct sockaddr *)&r->peer.ss, ifname, host, sizeof(host),
+			      &port) < 0)
 		snprintf(host, sizeof(host), "?");
 	snprintf(rport, sizeof(rport), "%u", port);
 	snprintf(lport, sizeof(lport), "%u", r->local_port);
@@ -483,9 +352,18 @@ static int worker_report_send(int fd, const struct worker_report *rep)
 _Noreturn void worker_run(const struct worker_conn *c)
 {
 	struct worker_stats st = {.end = WORKER_ERROR};
-	int r = sandbox_enter();
+	struct worker_report rep;
+	int r = worker_io_urgent_inline(c->fd);
 
-	/* Unconfined, it does not serve: the failure is logged as an error. */
+	/* Whole, padding included: all of it goes down the pipe. */
+	memset(&rep, 0, sizeof(rep));
+	/* Only a link-local peer costs a look-up, and only here: the sandbox
+	 * forbids its ioctl, and the entry may have to be written from here. */
+	addr_scope_name((const struct sockaddr *)&c->peer.ss, rep.ifname);
+	if (r == 0)
+		r = sandbox_enter();
+	/* Unconfined, it does not serve: the failure is logged as an error.
+	 * (SO_OOBINLINE fails only on a descriptor that is no socket.) */
 	if (r < 0)
 		st.error = r;
 	else
@@ -498,10 +376,6 @@ _Noreturn void worker_run(const struct worker_conn *c)
 		worker_linger(c->fd, WORKER_FLUSH_USEC);
 	/* The client is done with before the report, which may have to wait. */
 	close(c->fd);
-	struct worker_report rep;
-
-	/* Whole, padding included: all of it goes down the pipe. */
-	memset(&rep, 0, sizeof(rep));
 	rep.pid = getpid();
 	rep.peer = c->peer;
 	rep.local_port = c->local_port;

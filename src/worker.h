@@ -59,6 +59,9 @@ struct worker_conn {
 struct worker_report {
 	pid_t pid;
 	struct addr peer;
+	/* The peer's interface, for a link-local one: looked up by the worker
+	 * before its sandbox, which forbids the ioctl that asks. */
+	char ifname[ADDR_IFNAMESIZE];
 	unsigned local_port;
 	uint64_t start_usec; /* the duration is taken when the entry is written */
 	struct worker_stats st;
@@ -80,8 +83,9 @@ int worker_signals_init(const sigset_t *blocked);
 
 /* In the child right after fork, once the master's descriptors are closed
  * (systemd's variables are already gone: notify_init; the signals are set:
- * worker_signals_init): enters the sandbox (sandbox.h; if it cannot, ends
- * with an error without serving), echoes, after a drain keeps reading (and discarding)
+ * worker_signals_init): makes urgent data inline (worker-io.h), enters the
+ * sandbox (sandbox.h; if either fails, ends with an error without serving),
+ * echoes, after a drain keeps reading (and discarding)
  * until the client has everything, reports to the master (or logs itself)
  * one entry (peer, bytes, duration, reason) and leaves with _exit(0). Never
  * returns. */

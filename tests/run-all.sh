@@ -17,7 +17,7 @@ if [ "${1:-}" = "--quick" ]; then
 	shift
 fi
 
-deps=(meson ninja-build pkgconf gcc libc6-dev libinih-dev libseccomp-dev python3 systemd procps mandoc
+deps=(meson ninja-build pkgconf gcc libc6-dev libinih-dev libseccomp-dev python3 systemd procps mandoc iproute2
       clang-format clang libclang-rt-14-dev)
 missing=()
 for p in "${deps[@]}"; do

@@ -137,7 +137,7 @@ static void test_format(void)
 	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(4242)};
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(7)};
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	char buf[ADDR_STRLEN], host[ADDR_STRLEN];
+	char buf[ADDR_STRLEN], host[ADDR_STRLEN], name[ADDR_IFNAMESIZE];
 	unsigned port = 0;
 
 	inet_pton(AF_INET, "192.0.2.1", &sin.sin_addr);
@@ -170,6 +170,30 @@ static void test_format(void)
 	CHECK_INT(addr_format((struct sockaddr *)&sin6, buf, sizeof(buf)), 0);
 	CHECK_STR(buf, "[fe80::2%3999999999]:4242");
 	CHECK_INT(addr_host_port((struct sockaddr *)&sin6, host, 10, &port), -ENOSPC);
+
+	/* A scope by the name given, for a worker in its sandbox: no look-up. */
+	CHECK_INT(addr_format_as((struct sockaddr *)&sin6, "eth7", buf, sizeof(buf)), 0);
+	CHECK_STR(buf, "[fe80::2%eth7]:4242");
+	CHECK_INT(addr_host_port_as((struct sockaddr *)&sin6, "eth7", host, sizeof(host), &port),
+		  0);
+	CHECK_STR(host, "fe80::2%eth7");
+	CHECK_INT(addr_format_as((struct sockaddr *)&sin6, "", buf, sizeof(buf)), 0);
+	CHECK_STR(buf, "[fe80::2%3999999999]:4242");
+	CHECK_INT(addr_format_as((struct sockaddr *)&sin6, NULL, buf, sizeof(buf)), 0);
+	CHECK_STR(buf, "[fe80::2%3999999999]:4242");
+	CHECK_INT(addr_format_as((struct sockaddr *)&sin, "eth7", buf, sizeof(buf)), 0);
+	CHECK_STR(buf, "192.0.2.1:7");
+
+	/* The look-up itself: lo's name, nothing for a gone or no scope. */
+	addr_scope_name((struct sockaddr *)&sin6, name);
+	CHECK_STR(name, "");
+	sin6.sin6_scope_id = if_nametoindex("lo");
+	addr_scope_name((struct sockaddr *)&sin6, name);
+	CHECK_STR(name, "lo");
+	CHECK_INT(addr_format((struct sockaddr *)&sin6, buf, sizeof(buf)), 0);
+	CHECK_STR(buf, "[fe80::2%lo]:4242");
+	addr_scope_name((struct sockaddr *)&sin, name);
+	CHECK_STR(name, "");
 
 	CHECK_INT(addr_format((struct sockaddr *)&sun, buf, sizeof(buf)), -EAFNOSUPPORT);
 	CHECK_INT(addr_host_port((struct sockaddr *)&sun, host, sizeof(host), &port),

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -27,6 +28,7 @@
 #include "check.h"
 #include "clock.h"
 #include "log.h"
+#include "peer.h"
 #include "worker.h"
 
 #define WAIT_MS 10000 /* the bound of every single wait: a bug fails, never hangs */
@@ -610,6 +612,49 @@ static void test_no_spin(void)
 	close_pair(fds);
 }
 
+/* TCP urgent data (MSG_OOB) after `before` stream bytes, then `after` more
+ * and the FIN: before >= 1 KiB meets it on the splice path. Made inline
+ * (as worker_run does) the urgent byte comes back in its place; else TCP
+ * takes it out of the stream and every other byte comes back. Either way
+ * the worker waits at the mark rather than spin, and a mark just before
+ * the FIN is not taken for the end. */
+static void test_urgent(size_t before, size_t after, int inline_urgent)
+{
+	const size_t total = before + (inline_urgent ? 1 : 0) + after;
+	int fds[2], one = 1;
+	unsigned char b;
+	uint64_t cpu;
+	struct run r;
+
+	make_pair(KIND_TCP, fds, 0);
+	if (inline_urgent && setsockopt(fds[0], SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one)) < 0)
+		fail("SO_OOBINLINE");
+	run_start(&r, fds[0], 0);
+	CHECK_INT(peer_send(fds[1], 0, before), 0);
+	CHECK_INT(peer_recv(fds[1], 0, before), 0);
+	stream_fill(&b, before, 1);
+	CHECK_INT(send(fds[1], &b, 1, MSG_OOB), 1);
+	cpu = thread_cpu_usec(r.thread);
+	usleep(500000);
+	cpu = thread_cpu_usec(r.thread) - cpu;
+	fprintf(stderr, "urgent byte after %zu: worker CPU in the next 500 ms: %llu us\n", before,
+		(unsigned long long)cpu);
+	CHECK(cpu < 100000);
+	CHECK_INT(peer_send(fds[1], before + 1, after), 0);
+	CHECK_INT(shutdown(fds[1], SHUT_WR), 0);
+	if (inline_urgent) {
+		CHECK_INT(peer_recv_to_eof(fds[1], before), 1 + after);
+	} else {
+		CHECK_INT(peer_recv(fds[1], before + 1, after), 0);
+		CHECK_INT(peer_recv_to_eof(fds[1], before + 1 + after), 0);
+	}
+	run_join(&r);
+	CHECK_INT(r.st.end, WORKER_EOF);
+	CHECK_INT(r.st.bytes_in, total);
+	CHECK_INT(r.st.bytes_out, total);
+	close_pair(fds);
+}
+
 /* As in worker_run: the stop signal is blocked, so it stays pending until
  * the loop lets it in with ppoll. */
 static void *run_main_stop_pending(void *arg)
@@ -960,6 +1005,46 @@ static void test_run_report(enum report_pipe mode)
 	close(fds[1]);
 }
 
+/* A link-local peer (fe80::7%lo here): the worker names its interface
+ * before the sandbox, which forbids the ioctl that asks, and then writes
+ * its entry itself (no report pipe) or hands the name to the master. */
+static void test_run_link_local(int with_pipe)
+{
+	struct sockaddr_storage ss = test_peer("fe80::7", 4242);
+	struct worker_conn c = {.log_connections = true, .report_fd = -1};
+	struct worker_report r = {0};
+	int fds[2], rp[2] = {-1, -1}, log_fd;
+	pid_t pid;
+
+	((struct sockaddr_in6 *)&ss)->sin6_scope_id = if_nametoindex("lo");
+	memcpy(&c.peer.ss, &ss, sizeof(ss));
+	c.peer.len = sizeof(struct sockaddr_in6);
+	if (with_pipe && pipe2(rp, O_CLOEXEC | O_NONBLOCK) < 0)
+		fail("pipe");
+	c.report_fd = rp[1];
+	make_pair(KIND_UNIX, fds, 0);
+	c.fd = fds[0];
+	pid = run_child(&c, fds[1], &log_fd);
+	close(fds[0]);
+	if (with_pipe)
+		close(rp[1]);
+	CHECK_INT(peer_send(fds[1], 0, 6), 0);
+	CHECK_INT(shutdown(fds[1], SHUT_WR), 0);
+	CHECK_INT(peer_recv_to_eof(fds[1], 0), 6);
+	CHECK_INT(child_wait(pid), 0);
+	if (with_pipe) {
+		CHECK_STR(read_log(log_fd), "");
+		CHECK(find_report(rp[0], pid, &r));
+		CHECK_STR(r.ifname, "lo");
+		close(rp[0]);
+	} else {
+		char *log = read_log(log_fd);
+		CHECK(log_has(log, "connection from [fe80::7%%lo]:4242 closed (eof): 6 bytes in"));
+		CHECK(log_has(log, "remote_addr=fe80::7%%lo remote_port=4242"));
+	}
+	close(fds[1]);
+}
+
 /* With connections = no a normal end logs nothing, but still reports: the
  * master's byte totals are the sum of the reports. */
 static void test_run_quiet(void)
@@ -1050,10 +1135,18 @@ int main(void)
 	test_idle_huge();
 	test_drain(KIND_TCP, 0);
 	test_no_spin();
+	for (int inl = 1; inl >= 0; inl--) {
+		test_urgent(100, 100, inl);		/* the small-message path */
+		test_urgent(8 * 1024, 0, inl);		/* splice; the mark right before the FIN */
+		test_urgent(64 * 1024, 64 * 1024, inl); /* splice, mid-stream */
+		test_urgent(5000, 3, inl);
+	}
 	test_busy_stop();
 	test_lifetime_busy();
 	test_run_sigterm();
 	test_run_idle();
+	test_run_link_local(0);
+	test_run_link_local(1);
 	test_run_quiet();
 	test_run_report(PIPE_ROOM);
 	test_run_report(PIPE_FULL);
