@@ -263,7 +263,7 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 	m->status_dirty = true;
 }
 
-void master_accept(struct master *m, const struct listener *l)
+bool master_accept(struct master *m, const struct listener *l)
 {
 	/* A spare lost to a deeper shortage (another process took the freed
 	 * descriptor) is taken back first thing, while it can still get the
@@ -280,7 +280,7 @@ void master_accept(struct master *m, const struct listener *l)
 
 		if (fd < 0) {
 			if (errno == EAGAIN)
-				return;
+				return false;
 			/* the one connection is gone; the next may be fine */
 			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO ||
 			    errno == EPERM)
@@ -292,10 +292,10 @@ void master_accept(struct master *m, const struct listener *l)
 			if (r == 1)
 				continue;
 			if (r == 0)
-				return;
+				return false;
 			m->accept_errors++;
 			master_exhausted(m, MASTER_CALL_ACCEPT, err);
-			return;
+			return false;
 		}
 		addr_unmap(&peer);
 		uint64_t now = clock_usec();
@@ -309,4 +309,13 @@ void master_accept(struct master *m, const struct listener *l)
 		else
 			master_spawn(m, fd, &peer, l);
 	}
+	return true;
+}
+
+void master_accept_queued(struct master *m, const struct listener *l)
+{
+	/* Bounded by the largest backlog (65535) plus what arrives meanwhile;
+	 * each round is one batch of master_accept. */
+	for (int i = 0; i < 65536 / MASTER_ACCEPT_BATCH * 2 && master_accept(m, l); i++)
+		;
 }

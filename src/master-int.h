@@ -85,7 +85,14 @@ void master_status(struct master *m);
 unsigned master_reap(struct master *m);
 
 /* master-accept.c */
-void master_accept(struct master *m, const struct listener *l);
+/* Accepts one batch from l: admits and forks, or refuses. Returns true if
+ * the batch was full (more may be queued), false when the queue is empty
+ * or accepting had to stop. */
+bool master_accept(struct master *m, const struct listener *l);
+/* Takes everything queued on l, before it is closed: closing a listener
+ * resets every connection still in its backlog, clients that completed
+ * their handshake and may have sent data already. */
+void master_accept_queued(struct master *m, const struct listener *l);
 int master_pfd_reserve(struct master *m, size_t n);
 void master_kill_one(const struct child *c, void *sig);
 

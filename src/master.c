@@ -195,6 +195,10 @@ static void master_stop_request(struct master *m, int sig)
 	}
 	m->phase = MASTER_DRAIN;
 	notify_stopping();
+	/* Connections already queued are served in the drain, as those open
+	 * already: closing the listeners would reset them unanswered. */
+	for (size_t i = 0; i < m->ls.n; i++)
+		master_accept_queued(m, &m->ls.v[i]);
 	listen_close(&m->ls);
 	m->ls_gen++;
 	snprintf(active, sizeof(active), "%zu", children_count(&m->kids));

@@ -205,5 +205,37 @@ class DrainTest(h.TestCase):
         h.assert_not_listening(self, HOST, self.port, timeout=1.0)
 
 
+class DrainBacklogTest(h.TestCase):
+    def test_queued_connections_are_served_not_reset(self):
+        """Clients whose handshake completed but that still sit in the
+        backlog when SIGTERM comes are served in the drain."""
+        port = h.free_port()
+        d = self.daemon(h.config_text(listen=[f"{HOST}:{port}"], server={"backlog": 16, "drain_timeout": "10s"},
+                                      limits={"max_connections_per_source": 0}))
+        # A stopped master accepts nothing: the kernel queues them.
+        os.kill(d.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: d.alive() and os.kill(d.pid, signal.SIGCONT))
+        queued = []
+        for i in range(12):
+            c = self.client(HOST, port)
+            c.sendall(b"queued %d" % i)
+            queued.append(c)
+        before = d.notify.count()
+        os.kill(d.pid, signal.SIGTERM)
+        os.kill(d.pid, signal.SIGCONT)
+        d.notify.wait("STOPPING", "1", after=before)
+        results = []
+        for c in queued:
+            try:
+                c.shutdown(socket.SHUT_WR)
+                results.append(h.pump(c, until_eof=True))
+            except OSError as e:  # reset already: ENOTCONN, ECONNRESET
+                results.append((b"", e.strerror))
+        self.assertEqual(results, [(b"queued %d" % i, "eof") for i in range(len(queued))],
+                         "every queued client is served, none reset")
+        self.assertEqual(d.wait_exit(timeout=10), 0)
+        h.assert_not_listening(self, HOST, port, timeout=1.0)
+
+
 if __name__ == "__main__":
     h.main(budget=170)
