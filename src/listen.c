@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,10 @@
 /* First fd that systemd passes, as sd_listen_fds(3) documents. */
 #define LISTEN_FDS_START 3
 
-static int listen_bind(const struct addr *a, unsigned backlog)
+/* A socket bound to a, listening when backlog > 0. With reuseport, it may
+ * be bound beside echod's own sockets on the same port (see
+ * listen_bind_new); without, it is the plain test of whether a is free. */
+static int listen_bind(const struct addr *a, unsigned backlog, bool reuseport)
 {
 	int one = 1, fd, r;
 
@@ -33,9 +37,11 @@ static int listen_bind(const struct addr *a, unsigned backlog)
 	if (a->ss.ss_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
 		goto fail;
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
 		goto fail;
-	if (listen(fd, (int)backlog) < 0)
+	if (backlog && listen(fd, (int)backlog) < 0)
 		goto fail;
 	return fd;
 fail:
@@ -87,6 +93,37 @@ static int listen_take_passed(int n, struct listen_set *out, char *err, size_t e
 	return 0;
 }
 
+/* Whether old holds a socket of a's family on a's port: one that a plain
+ * bind of a may collide with (127.0.0.1:P and 0.0.0.0:P). */
+static bool listen_old_port(const struct listen_set *old, const struct addr *a)
+{
+	unsigned port = addr_port((const struct sockaddr *)&a->ss);
+
+	for (size_t i = 0; old && i < old->n; i++)
+		if (old->v[i].addr.ss.ss_family == a->ss.ss_family &&
+		    addr_port((const struct sockaddr *)&old->v[i].addr.ss) == port)
+			return true;
+	return false;
+}
+
+/* Binds a new address. Every socket echod binds has SO_REUSEPORT, so that a
+ * reload from 127.0.0.1:P to 0.0.0.0:P (or back) binds the new socket
+ * beside the old one, with no moment without a listener on P. What
+ * SO_REUSEPORT would also let in, a second echod (or another root program
+ * using it) sharing the port unseen, is kept out by binding first without
+ * it: that fails on anything already bound there, and only a collision with
+ * one of our own sockets on that port (old) is let through. */
+static int listen_bind_new(const struct listen_set *old, const struct addr *a, unsigned backlog)
+{
+	int probe = listen_bind(a, 0, false);
+
+	if (probe >= 0)
+		close(probe);
+	else if (probe != -EADDRINUSE || !listen_old_port(old, a))
+		return probe;
+	return listen_bind(a, backlog, true);
+}
+
 /* Binds every address of cfg not found in old (NULL at start), reusing the
  * sockets of old for the others. */
 static int listen_build(const struct listen_set *old, const struct config *cfg,
@@ -114,7 +151,7 @@ static int listen_build(const struct listen_set *old, const struct config *cfg,
 		if (reused)
 			continue;
 		addr_format((const struct sockaddr *)&a->ss, name, sizeof(name));
-		fd = listen_bind(a, cfg->backlog);
+		fd = listen_bind_new(old, a, cfg->backlog);
 		if (fd == -EAFNOSUPPORT) {
 			log_warning("skipping %s: the kernel lacks this address family", name);
 			skipped++;
@@ -212,6 +249,27 @@ static void listen_stop(const struct listener *l, bool activated)
 	if (!activated)
 		shutdown(l->fd, SHUT_RD);
 	close(l->fd);
+}
+
+int listen_retire(const struct listener *l, bool activated)
+{
+	/* A classic BPF socket filter sees the TCP header at offset 0: byte 13
+	 * holds the flags. SYN without ACK is dropped, anything else kept. */
+	static const struct sock_filter drop_syn[] = {
+	    BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
+	    BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, 0),
+	    BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+	};
+	const struct sock_fprog prog = {.len = sizeof(drop_syn) / sizeof(drop_syn[0]),
+					.filter = (struct sock_filter *)drop_syn};
+
+	if (activated)
+		return 0;
+	if (setsockopt(l->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
+		return err_last();
+	return 0;
 }
 
 void listen_commit(struct listen_set *old, const struct listen_set *new)

@@ -46,6 +46,14 @@ void listen_commit(struct listen_set *old, const struct listen_set *new);
  * not have, and frees *new. */
 void listen_abort(struct listen_set *new, const struct listen_set *old);
 
+/* Makes a listener about to be closed take no new handshake: a filter
+ * drops every SYN that would start one (the client sends it again a second
+ * later, to whoever listens then, or is refused), while handshakes under
+ * way complete into the backlog, to be accepted before the close. Not for
+ * sockets passed by systemd, which outlive us (returns 0 and does
+ * nothing). 0 or -errno. */
+int listen_retire(const struct listener *l, bool activated);
+
 /* Stops (as listen_commit does) and closes every socket, and frees the set. */
 void listen_close(struct listen_set *s);
 

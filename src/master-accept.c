@@ -2,6 +2,7 @@
  * forked worker per admitted connection. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,10 +313,25 @@ bool master_accept(struct master *m, const struct listener *l)
 	return true;
 }
 
-void master_accept_queued(struct master *m, const struct listener *l)
+void master_accept_queued(struct master *m, const struct listener *l, bool activated)
 {
+	uint64_t until;
+	int r = listen_retire(l, activated);
+
 	/* Bounded by the largest backlog (65535) plus what arrives meanwhile;
 	 * each round is one batch of master_accept. */
 	for (int i = 0; i < 65536 / MASTER_ACCEPT_BATCH * 2 && master_accept(m, l); i++)
 		;
+	if (r < 0 || activated)
+		return;
+	/* Handshakes under way when the filter went on complete within a round
+	 * trip: wait that long, not more (this holds up the loop). */
+	until = clock_usec() + MASTER_RETIRE_USEC;
+	for (uint64_t now = clock_usec(); now < until; now = clock_usec()) {
+		struct pollfd p = {.fd = l->fd, .events = POLLIN};
+
+		if (poll(&p, 1, (int)((until - now + 999) / 1000)) > 0)
+			while (master_accept(m, l))
+				;
+	}
 }

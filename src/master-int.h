@@ -21,6 +21,7 @@
 #define MASTER_ACCEPT_BATCH    64		/* accepts per wakeup, so signals are not starved */
 #define MASTER_EXPIRE_USEC     (1000000ull)	/* sources without workers forgotten this often */
 #define MASTER_FORK_RETRIES    20 /* fork EAGAIN: reap and retry, 0.1 ms apart at most */
+#define MASTER_RETIRE_USEC     (20 * 1000ull) /* a closing listener's last handshakes */
 
 enum master_phase {
 	MASTER_RUN,
@@ -91,8 +92,10 @@ unsigned master_reap(struct master *m);
 bool master_accept(struct master *m, const struct listener *l);
 /* Takes everything queued on l, before it is closed: closing a listener
  * resets every connection still in its backlog, clients that completed
- * their handshake and may have sent data already. */
-void master_accept_queued(struct master *m, const struct listener *l);
+ * their handshake and may have sent data already. New handshakes are
+ * turned away first (listen_retire), and those under way are given
+ * MASTER_RETIRE_USEC to complete. */
+void master_accept_queued(struct master *m, const struct listener *l, bool activated);
 int master_pfd_reserve(struct master *m, size_t n);
 void master_kill_one(const struct child *c, void *sig);
 

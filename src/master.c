@@ -194,12 +194,13 @@ static void master_stop_request(struct master *m, int sig)
 		return;
 	}
 	m->phase = MASTER_DRAIN;
-	notify_stopping();
 	/* Connections already queued are served in the drain, as those open
 	 * already: closing the listeners would reset them unanswered. */
 	for (size_t i = 0; i < m->ls.n; i++)
-		master_accept_queued(m, &m->ls.v[i]);
+		master_accept_queued(m, &m->ls.v[i], m->ls.activated);
 	listen_close(&m->ls);
+	/* Once nothing listens: STOPPING=1 tells a watcher the port is shut. */
+	notify_stopping();
 	m->ls_gen++;
 	snprintf(active, sizeof(active), "%zu", children_count(&m->kids));
 	const struct log_kv kv[] = {{"ACTIVE", active}};

@@ -797,6 +797,8 @@ def probe(host, port, source=None, timeout=3.0):
         return "refused", b""
     except ConnectionResetError:
         return "reset", b""
+    except TimeoutError:  # the SYN went unanswered (a listener retiring)
+        return "timeout", b""
     msg = b"probe\n"
     with s:
         try:

@@ -1,8 +1,11 @@
 """SIGHUP: reload as a transaction. New config in, or old config kept whole;
 listeners reconciled; live connections untouched."""
 
+import collections
 import signal
 import socket
+import threading
+import unittest
 
 import harness as h
 
@@ -132,6 +135,72 @@ class ReloadTest(h.TestCase):
         self.assertEqual(h.listening_inode(a), inode, "the old listener must stay as it was")
         h.assert_not_listening(self, HOST, b)
         self.assertFalse(d.find_entries(reloaded, since=mark))
+
+    def switch_between(self, host_a, host_b, other, family_ok=True):
+        """Reloads from host_a:P to host_b:P and back, three times, while a
+        client connects to `other` without pause: each reload succeeds, and
+        no connection is refused or reset."""
+        port = h.free_port(other)
+        d = self.daemon(h.config_text(listen=[h.fmt_addr(host_a, port)]))
+        live = self.client(other, port)
+        self.assertEqual(h.echo(live, b"live"), b"live")
+        stop = threading.Event()
+        outcomes = collections.Counter()
+
+        def connect_loop():
+            while not stop.is_set():
+                outcomes[h.probe(other, port, timeout=3.0)[0]] += 1
+
+        t = threading.Thread(target=connect_loop, daemon=True)
+        t.start()
+        self.addCleanup(stop.set)
+        for i in range(3):
+            for host in (host_b, host_a):
+                mark = d.log_mark()
+                d.write_config(h.config_text(listen=[h.fmt_addr(host, port)]))
+                d.reload()
+                d.wait_entry(lambda e: reloaded(e) or reload_failed(e), since=mark, what="the reload's outcome")
+                self.assertFalse(d.find_entries(reload_failed, since=mark), d.log_text()[mark:])
+                self.assertEqual(h.echo(live, b"after %d" % i), b"after %d" % i)
+        stop.set()
+        t.join(10)
+        print(f"reload {host_a}:P <-> {host_b}:P six times: {dict(outcomes)}")
+        self.assertEqual(set(outcomes), {"echoed"}, f"connections to {other}:{port} during the reloads: {dict(outcomes)}")
+        self.assertGreater(outcomes["echoed"], 0)
+
+    def test_specific_to_wildcard_and_back_on_same_port(self):
+        self.switch_between(HOST, "0.0.0.0", HOST)
+
+    def test_wildcard_to_specific_and_back_on_same_port(self):
+        self.switch_between("0.0.0.0", HOST, HOST)
+
+    @unittest.skipUnless(h.ipv6_available(), "no IPv6")
+    def test_ipv6_loopback_to_wildcard_and_back_on_same_port(self):
+        self.switch_between("::1", "::", "::1")
+
+    def test_other_program_on_the_port_still_fails_the_reload(self):
+        """SO_REUSEPORT lets echod bind beside its own sockets only: a port
+        held by someone else (here 127.0.0.2:P) still fails the reload."""
+        port = h.free_port()
+        d = self.daemon(h.config_text(listen=[f"{HOST}:{port}"]))
+        other = socket.socket()
+        self.addCleanup(other.close)
+        other.bind(("127.0.0.2", port))
+        other.listen(1)
+        mark = d.log_mark()
+        d.write_config(h.config_text(listen=[f"0.0.0.0:{port}"]))
+        d.reload()
+        e = d.wait_entry(reload_failed, since=mark, what="a reload-failed entry")
+        self.assertIn(f"0.0.0.0:{port}", e.message)
+        h.assert_served(self, HOST, port)
+
+    def test_second_instance_on_the_same_address_is_refused(self):
+        port = h.free_port()
+        self.daemon(h.config_text(listen=[f"{HOST}:{port}"]))
+        second = self.daemon(h.config_text(listen=[f"0.0.0.0:{port}"]), start=False)
+        second.start(wait_ready=False)
+        self.assertEqual(second.wait_exit(timeout=10), 71, second.log_text())
+        self.assertIn("Address already in use", second.log_text())
 
     def test_dropin_picked_up_on_reload(self):
         a, b = h.free_port(), h.free_port()
