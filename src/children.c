@@ -13,9 +13,9 @@
 
 #define CHILDREN_INITIAL_CAP 64
 
-/* At 10,000 workers the pid table has 16,384 slots: 40 bytes each keep it
+/* At 10,000 workers the pid table has 16,384 slots: 48 bytes each keep it
  * under a megabyte (with sockaddr_storage it was 2.4 MB). */
-_Static_assert(sizeof(struct child) <= 40, "struct child grew");
+_Static_assert(sizeof(struct child) <= 48, "struct child grew");
 
 /* Past 5/8 full, linear probing chains get long; doubling leaves 5/16. */
 static bool children_over_load(size_t used, size_t cap)
@@ -142,7 +142,7 @@ int children_set_prefixes(struct children *t, unsigned prefix4, unsigned prefix6
 		return 0;
 	r = sources_init(&src, prefix4, prefix6);
 	for (size_t i = 0; r == 0 && i < t->cap; i++)
-		if (t->slots[i].pid != 0)
+		if (t->slots[i].pid != 0 && !t->slots[i].closed)
 			r = sources_inc(&src, &t->slots[i].peer.sa);
 	if (r < 0) {
 		sources_free(&src);
@@ -178,6 +178,24 @@ int children_add(struct children *t, pid_t pid, const struct sockaddr *peer, uin
 		return r;
 	t->slots[i] = c;
 	t->n++;
+	t->open++;
+	return 0;
+}
+
+int children_close(struct children *t, pid_t pid, uint64_t start_usec)
+{
+	size_t i;
+
+	if (pid <= 0)
+		return -ENOENT;
+	i = children_pid_slot(t->slots, t->cap, pid);
+	if (t->slots[i].pid != pid || t->slots[i].start_usec != start_usec)
+		return -ENOENT;
+	if (t->slots[i].closed)
+		return -EALREADY;
+	sources_dec(&t->src, &t->slots[i].peer.sa);
+	t->slots[i].closed = true;
+	t->open--;
 	return 0;
 }
 
@@ -191,7 +209,10 @@ int children_remove(struct children *t, pid_t pid, struct child *out)
 	i = children_pid_slot(t->slots, t->cap, pid);
 	if (t->slots[i].pid != pid)
 		return -ENOENT;
-	sources_dec(&t->src, &t->slots[i].peer.sa);
+	if (!t->slots[i].closed) {
+		sources_dec(&t->src, &t->slots[i].peer.sa);
+		t->open--;
+	}
 	if (out)
 		*out = t->slots[i];
 	children_pid_delete(t, i);

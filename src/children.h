@@ -1,11 +1,16 @@
 /* The master's table of live workers: pid -> peer and start time, a hash
  * table so that a lookup stays O(1) at 10,000 workers; and, kept in step,
- * the per-source accounting (sources.h). Both live in mem_master_alloc
+ * the per-source accounting (sources.h). A worker's connection counts
+ * against the limits until the worker reports it closed (or is reaped, if
+ * its report never came): a client that reconnects the moment it sees the
+ * close must find its slot free, even while the old worker is still on its
+ * way out. Both live in mem_master_alloc
  * memory, which workers do not have. */
 #ifndef ECHOD_CHILDREN_H
 #define ECHOD_CHILDREN_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -24,13 +29,15 @@ struct child {
 	pid_t pid;
 	union child_peer peer; /* IPv4-mapped addresses already unmapped */
 	uint64_t start_usec;   /* CLOCK_MONOTONIC */
+	bool closed;	       /* its report came: it only exits now */
 };
 
 struct children {
 	struct child *slots; /* open addressing by pid; pid 0 = empty */
 	size_t cap;	     /* power of two */
 	size_t n;
-	struct sources src; /* the live workers' sources */
+	size_t open;	    /* entries not closed */
+	struct sources src; /* the open connections' sources */
 };
 
 /* Empty table, sources being whole addresses (/32, /128). Returns 0 or
@@ -51,9 +58,22 @@ int children_add(struct children *t, pid_t pid, const struct sockaddr *peer, uin
  * (not ours: e.g. a helper that is no worker). */
 int children_remove(struct children *t, pid_t pid, struct child *out);
 
+/* Marks the connection of pid, started at start_usec, closed: it no
+ * longer counts against the limits. The start time tells a late report
+ * from one of a reaped worker whose pid was reused. Returns 0, -ENOENT
+ * (none such) or -EALREADY. */
+int children_close(struct children *t, pid_t pid, uint64_t start_usec);
+
+/* Workers not reaped yet, closed or not: the processes a drain waits for. */
 static inline size_t children_count(const struct children *t)
 {
 	return t->n;
+}
+
+/* Connections open: what max_connections limits. */
+static inline size_t children_open(const struct children *t)
+{
+	return t->open;
 }
 
 /* Sources tracked: those with live workers, and those whose rate state
@@ -63,7 +83,7 @@ static inline size_t children_sources(const struct children *t)
 	return t->src.n;
 }
 
-/* Live workers of sa's source (port ignored, mapped IPv6 counted as IPv4). */
+/* Open connections of sa's source (port ignored, mapped IPv6 counted as IPv4). */
 static inline unsigned children_source_count(const struct children *t, const struct sockaddr *sa)
 {
 	return sources_count(&t->src, sa);

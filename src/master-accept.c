@@ -51,7 +51,7 @@ void master_kill_one(const struct child *c, void *sig)
 /* The limits on live workers. */
 static enum master_reject master_over_limits(const struct master *m, const struct sockaddr *sa)
 {
-	if (children_count(&m->kids) >= m->cfg.max_connections)
+	if (children_open(&m->kids) >= m->cfg.max_connections)
 		return MASTER_REJECT_MAX_CONN;
 	if (m->cfg.max_connections_per_source &&
 	    children_source_count(&m->kids, sa) >= m->cfg.max_connections_per_source)
@@ -80,12 +80,14 @@ static enum master_reject master_admit(struct master *m, const struct addr *peer
 		&m->kids.src, sa, now, m->cfg.rate_period_usec / m->cfg.rate_per_source,
 		m->cfg.burst_per_source ? m->cfg.burst_per_source : m->cfg.rate_per_source) == 0)
 		return MASTER_REJECT_RATE;
-	/* Workers that have exited count until they are reaped, and a batch
-	 * of accepts runs ahead of their SIGCHLDs: a refusal here reaps and
-	 * asks again, so that a client reconnecting in a loop is never
-	 * refused below the limits. */
+	/* A connection counts until its worker's report is read (sent before
+	 * the client can see the close), and a batch of accepts runs ahead of
+	 * the report pipe and of SIGCHLD: a refusal here reads the reports,
+	 * reaps and asks again, so that a client reconnecting in a loop is
+	 * never refused below the limits. */
 	enum master_reject why = master_over_limits(m, sa);
 	if (why != MASTER_ADMIT) {
+		master_on_reports(m);
 		master_reap(m);
 		why = master_over_limits(m, sa);
 	}

@@ -84,6 +84,9 @@ void master_status(struct master *m);
 /* Collects every exited worker (waitpid WNOHANG) and logs the abnormal ends.
  * Returns how many it collected. */
 unsigned master_reap(struct master *m);
+/* Reads every report waiting in the pipe: counts the bytes, logs the
+ * entries and marks those connections closed. */
+void master_on_reports(struct master *m);
 
 /* master-accept.c */
 /* Accepts one batch from l: admits and forks, or refuses. Returns true if

@@ -90,7 +90,7 @@ void master_stats(struct master *m)
 
 	for (int i = 0; i < MASTER_REJECT_N; i++)
 		rejected += m->rejected[i];
-	STAT("ACTIVE", children_count(&m->kids));
+	STAT("ACTIVE", children_open(&m->kids));
 	STAT("SOURCES", children_sources(&m->kids));
 	STAT("ACCEPTED", m->accepted);
 	STAT("REJECTED", rejected);
@@ -109,5 +109,5 @@ void master_stats(struct master *m)
 	log_struct(LOG_INFO, LOG_ID_STATS, kv, k,
 		   "statistics: %zu active, %" PRIu64 " accepted, %" PRIu64 " rejected, %" PRIu64
 		   " bytes in and %" PRIu64 " out (finished connections), up %" PRIu64 "s",
-		   children_count(&m->kids), m->accepted, rejected, in, out, up / 1000000u);
+		   children_open(&m->kids), m->accepted, rejected, in, out, up / 1000000u);
 }

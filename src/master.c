@@ -98,7 +98,7 @@ void master_status(struct master *m)
 	for (int i = 0; i < MASTER_REJECT_N; i++)
 		rejected += m->rejected[i];
 	notify_status("%s%zu active, %llu served, %llu rejected%s%s",
-		      m->phase == MASTER_RUN ? "" : "draining: ", children_count(&m->kids),
+		      m->phase == MASTER_RUN ? "" : "draining: ", children_open(&m->kids),
 		      (unsigned long long)m->accepted, (unsigned long long)rejected,
 		      m->reload_status[0] ? "; " : "", m->reload_status);
 	m->status_dirty = false;
@@ -283,7 +283,7 @@ static void master_on_signals(struct master *m)
 	}
 }
 
-static void master_on_reports(struct master *m)
+void master_on_reports(struct master *m)
 {
 	struct worker_report r[32];
 	ssize_t n;
@@ -292,6 +292,8 @@ static void master_on_reports(struct master *m)
 	 * reports and a read of whole reports returns whole reports. */
 	while ((n = read(m->rfd[0], r, sizeof(r))) > 0)
 		for (size_t i = 0; i < (size_t)n / sizeof(r[0]); i++) {
+			(void)children_close(&m->kids, r[i].pid, r[i].start_usec);
+			m->status_dirty = true;
 			m->bytes_in += r[i].st.bytes_in;
 			m->bytes_out += r[i].st.bytes_out;
 			worker_report_log(&r[i], m->cfg.log_connections);

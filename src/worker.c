@@ -334,16 +334,26 @@ static void worker_linger(int fd, uint64_t usec)
 	}
 }
 
-/* The pipe is non-blocking so that a full one cannot hold a worker for
- * ever; a full one is waited on for a bounded time. */
+/* One try: the pipe is non-blocking, so that a full one cannot hold up
+ * the close of the client's connection. */
+static bool worker_report_try(int fd, const struct worker_report *rep)
+{
+	return fd >= 0 && write(fd, rep, sizeof(*rep)) == (ssize_t)sizeof(*rep);
+}
+
+/* After the close, a full pipe is waited on for a bounded time. */
 static int worker_report_send(int fd, const struct worker_report *rep)
 {
 	struct pollfd p = {.fd = fd, .events = POLLOUT};
 
+	if (fd < 0)
+		return -EBADF;
 	for (int tries = 0; tries < 2; tries++) {
-		if (write(fd, rep, sizeof(*rep)) == (ssize_t)sizeof(*rep))
+		if (poll(&p, 1, WORKER_REPORT_WAIT_MS) <= 0)
+			break;
+		if (worker_report_try(fd, rep))
 			return 0;
-		if (errno != EAGAIN || poll(&p, 1, WORKER_REPORT_WAIT_MS) <= 0)
+		if (errno != EAGAIN)
 			break;
 	}
 	return -EAGAIN;
@@ -374,18 +384,22 @@ _Noreturn void worker_run(const struct worker_conn *c)
 	if ((st.end == WORKER_DRAINED || st.end == WORKER_LIFETIME) &&
 	    shutdown(c->fd, SHUT_WR) == 0)
 		worker_linger(c->fd, WORKER_FLUSH_USEC);
-	/* The client is done with before the report, which may have to wait. */
-	close(c->fd);
 	rep.pid = getpid();
 	rep.peer = c->peer;
 	rep.local_port = c->local_port;
 	rep.start_usec = c->start_usec;
 	rep.st = st;
-	/* Sent whether or not the entry is logged: the master's byte totals
+	/* The report goes first, so that it is in the pipe before the client
+	 * can see the close: a client that reconnects at once must find its
+	 * connection no longer counted (children_close). Only a full pipe
+	 * makes it wait, and then the client is let go first.
+	 * Sent whether or not the entry is logged: the master's byte totals
 	 * (SIGUSR1) are the sum of the reports. Only a master stuck for a
 	 * second with its whole queue full (a megabyte) misses one; then the
 	 * entry is written from here. */
-	if (c->report_fd < 0 || worker_report_send(c->report_fd, &rep) < 0)
+	bool sent = worker_report_try(c->report_fd, &rep);
+	close(c->fd);
+	if (!sent && worker_report_send(c->report_fd, &rep) < 0)
 		worker_report_log(&rep, c->log_connections);
 	_exit(0);
 }

@@ -5,6 +5,8 @@ max_connections; many half-closed and many reset connections at once."""
 import os
 import random
 import signal
+import socket
+import threading
 import time
 
 import rel
@@ -31,7 +33,13 @@ class FloodsTest(rel.TestCase):
         self.assertEqual(refused(f), rel.errors(f), f"the flood's failures must all be refusals, not hangs: {f['errors']}")
 
     def test_flood_against_per_source_limit_spares_other_source(self):
-        per_source = 8
+        # The victim's own connections count too, until its workers have
+        # seen its close, and loadgen reconnects without waiting for
+        # echod's close: under the flood, 4 clients were seen with 8
+        # connections still open on echod's side (0 to 16 ms old). The
+        # limit leaves it room; what is tested is that the flood does not
+        # eat into it.
+        per_source = 32
         d = self.start(limits={"max_connections": 1000, "max_connections_per_source": per_source})
         # The flooding source holds its share first, so that every one of
         # its flood's connections is over the limit (a flood of short
@@ -96,34 +104,57 @@ class FloodsTest(rel.TestCase):
         self.assertLessEqual(f["completed"], allowance, "the flooding source must not get more than its rate")
         self.assertTrue(d.alive())
 
-    def test_connection_churn_below_max_connections_is_never_refused(self):
+    def test_connection_churn_at_max_connections_is_never_refused(self):
         """Two clients in a connect-echo-close loop against max_connections
-        6 and max_connections_per_source 6: never more than two connections
-        (plus two whose worker is exiting) are open, so none may be
-        refused."""
-        d = self.start(limits={"max_connections": 6, "max_connections_per_source": 6})
-        run = rel.Loadgen("--mode", "rate", "--clients", 2, "--duration", 5, "--timeout", 10, "--max-errors", 0,
-                          port=self.port)
-        self.addCleanup(run.kill)
+        2, each waiting for echod's close before it reconnects: echod is
+        done with a connection when it closes it, so none may be refused,
+        however late the old worker exits and is reaped."""
+        d = self.start(limits={"max_connections": 2, "max_connections_per_source": 2})
+        stop = time.monotonic() + 4.0
+        counts, failures, lock = [0, 0], [], threading.Lock()
+
+        def loop(k):
+            while time.monotonic() < stop:
+                try:
+                    with h.connect(HOST, self.port) as c:
+                        msg = b"churn %d %d" % (k, counts[k])
+                        got = h.echo(c, msg)
+                        c.shutdown(socket.SHUT_WR)
+                        c.settimeout(10)
+                        end = c.recv(1)
+                except (OSError, AssertionError) as e:  # h.echo asserts on a reset
+                    got, end = repr(e), None
+                if got != msg or end != b"":
+                    with lock:
+                        failures.append((k, counts[k], got, end))
+                    return
+                counts[k] += 1
+
+        threads = [threading.Thread(target=loop, args=(k,)) for k in range(2)]
         most_zombies = 0
-        deadline = time.monotonic() + 60
-        while run.proc.poll() is None and time.monotonic() < deadline:
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
             most_zombies = max(most_zombies, len(rel.zombies(h.children(d.pid))))
             time.sleep(0.002)
-        r = run.result(60)
+        for t in threads:
+            t.join()
         mark = d.log_mark()
         d.signal(signal.SIGUSR1)
         stats = d.wait_entry(lambda e: "accepted" in e.fields, since=mark, what="a statistics entry")
         print(
-            f"floods: 2 clients in a loop against max_connections 6: {n(r['completed'])} served,"
-            f" {n(rel.errors(r))} refused (rejected_max_connections={stats.fields.get('rejected_max_connections')},"
+            f"floods: 2 clients in a loop against max_connections 2: {n(sum(counts))} served,"
+            f" {len(failures)} refused (rejected_max_connections={stats.fields.get('rejected_max_connections')},"
             f" rejected_per_source={stats.fields.get('rejected_per_source')}); up to {most_zombies} exited workers"
             f" seen waiting to be reaped at once"
         )
-        # A worker that has exited counts until the master reaps it, and the
-        # master accepts a batch before it reaps: found here, fixed by
-        # reaping before a refusal (RELIABILITY.md).
-        self.assertEqual((r["rc"], rel.errors(r)), (0, 0), f"no connection may be refused: {r['errors']}")
+        # A connection counted until its worker was reaped (bug 1), and
+        # then until it had exited (bug 4): it now counts until its
+        # worker's report, which is in the pipe before the client can see
+        # the close, and a refusal reads the reports first (RELIABILITY.md).
+        self.assertEqual(failures, [], "no connection may be refused")
+        self.assertEqual(stats.fields.get("rejected"), "0")
+        self.assertGreater(sum(counts), 100)
 
     def test_ten_thousand_idle_connections_against_max_connections(self):
         limit, total = 2000, 10000

@@ -96,6 +96,47 @@ static void test_add_remove(void)
 	CHECK(t.slots == NULL && t.src.tab == NULL);
 }
 
+/* A reported connection stops counting at once; the process stays in the
+ * table until reaped. */
+static void test_close(void)
+{
+	struct children t;
+
+	CHECK_INT(children_init(&t), 0);
+	CHECK_INT(add(&t, 100, "192.0.2.1", 4000), 0);
+	CHECK_INT(add(&t, 101, "192.0.2.1", 4001), 0);
+	CHECK_INT(children_open(&t), 2);
+	CHECK_INT(count(&t, "192.0.2.1"), 2);
+
+	/* A report from a reaped worker whose pid came back belongs to
+	 * nobody: its start time is not the new worker's. */
+	CHECK_INT(children_close(&t, 100, 1), -ENOENT);
+	CHECK_INT(children_close(&t, 999, 999000), -ENOENT);
+	CHECK_INT(children_close(&t, 0, 0), -ENOENT);
+	CHECK_INT(children_open(&t), 2);
+
+	CHECK_INT(children_close(&t, 100, 100000), 0);
+	CHECK_INT(children_open(&t), 1);
+	CHECK_INT(children_count(&t), 2);
+	CHECK_INT(count(&t, "192.0.2.1"), 1);
+	CHECK_INT(children_close(&t, 100, 100000), -EALREADY);
+	CHECK_INT(count(&t, "192.0.2.1"), 1);
+
+	/* Regrouping counts only what is open. */
+	CHECK_INT(children_set_prefixes(&t, 24, 64), 0);
+	CHECK_INT(count(&t, "192.0.2.77"), 1);
+
+	/* Reaping a closed one does not count it off twice. */
+	CHECK_INT(children_remove(&t, 100, NULL), 0);
+	CHECK_INT(children_open(&t), 1);
+	CHECK_INT(count(&t, "192.0.2.1"), 1);
+	CHECK_INT(children_remove(&t, 101, NULL), 0);
+	CHECK_INT((int)children_open(&t), 0);
+	CHECK_INT(count(&t, "192.0.2.1"), 0);
+	CHECK_INT(t.src.n, 0);
+	children_free(&t);
+}
+
 static void test_sources(void)
 {
 	struct children t;
@@ -515,6 +556,7 @@ static void test_not_inherited(void)
 int main(void)
 {
 	test_add_remove();
+	test_close();
 	test_sources();
 	test_foreach();
 	test_against_reference();
