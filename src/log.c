@@ -199,6 +199,16 @@ static size_t log_append_value(char *line, size_t used, size_t cap, const char *
 	return used;
 }
 
+int log_print_escaped(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c < 0x20 || c == 0x7f ? fprintf(f, "\\x%02x", c) < 0 : putc(c, f) == EOF)
+			return -EIO;
+	}
+	return putc('\n', f) == EOF ? -EIO : 0;
+}
+
 static void log_stderr(int prio, const struct log_kv *kv, size_t n, const char *msg)
 {
 	char line[LOG_LINE_MAX];

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <syslog.h>
 
 enum log_target {
@@ -72,6 +73,12 @@ void log_struct(int prio, const char *msgid, const struct log_kv *kv, size_t n, 
 #define log_err(...)	   log_msg(LOG_ERR, __VA_ARGS__)
 
 /* "debug", "info", "notice", "warning", "err" <-> LOG_*; -EINVAL if unknown. */
+/* Writes s and a newline to f, control characters as \xNN, as log lines
+ * have them: a message quoting a config file or an argument (a key with
+ * an escape sequence, a path with a newline) cannot clear a terminal or
+ * forge a second line. Returns 0 or -EIO. */
+int log_print_escaped(FILE *f, const char *s);
+
 int log_level_parse(const char *s);
 const char *log_level_name(int level);
 

@@ -1,5 +1,7 @@
 /* echod: options, start-up and exit codes. Everything else lives in the
  * modules; this is the only place besides worker_run that exits. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <stdbool.h>
@@ -34,6 +36,29 @@ static void usage(FILE *f)
 		"Signals: HUP reloads, TERM/INT drain and stop, QUIT stops at once,\n"
 		"USR1 logs statistics. See echod(8).\n",
 		ECHOD_CONFIG_PATH);
+}
+
+/* Started with standard descriptors closed (a careless init script, a
+ * `2>&-`), the first socket would take fd 0, 1 or 2, and whatever is
+ * written to stdout or stderr (errors, log lines) would go to a listener
+ * or to a client. Each closed one is opened on /dev/null, as sshd does.
+ * Returns 0 or -errno. */
+static int main_std_fds(void)
+{
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		int null = open("/dev/null", O_RDWR | O_NOCTTY);
+		if (null < 0)
+			return err_last();
+		/* open returns the lowest free number: fd itself, unless a
+		 * lower one is closed too, which the loop already filled. */
+		if (null != fd) {
+			close(null);
+			return -EBADF;
+		}
+	}
+	return 0;
 }
 
 /* Drops root for the configured user once every socket is bound. */
@@ -75,6 +100,10 @@ int main(int argc, char **argv)
 	struct listen_set ls;
 	int c, r;
 
+	/* First: every message below may go to stdout or stderr. There is
+	 * nobody to tell if this fails. */
+	if (main_std_fds() < 0)
+		return EXIT_OSERR;
 	while ((c = getopt_long(argc, argv, "c:tdVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -121,7 +150,7 @@ int main(int argc, char **argv)
 	    (r = config_need_listen(&cfg, o.config_path, err, sizeof(err))) < 0)
 		config_free(&cfg);
 	if (r < 0) {
-		fprintf(stderr, "%s\n", err);
+		log_print_escaped(stderr, err);
 		return EXIT_CONFIG;
 	}
 	if (check || dump) {

@@ -40,6 +40,21 @@ class ConfFilesTest(h.TestCase):
         self.assert_check_refuses(self.odd("dir"), "not a regular file (a directory)")
         self.assert_check_refuses(self.odd("zero"), "not a regular file (a character device)")
 
+    def test_errors_escape_control_characters(self):
+        """A key with an escape sequence, a path with a newline: the error
+        that quotes them can neither clear the terminal nor forge a
+        second line (of a log that reads stderr, journald's say)."""
+        path = os.path.join(self.tmp, "esc.conf")
+        with open(path, "wb") as f:
+            f.write(f"[server]\nlisten = {HOST}:{h.free_port()}\nfo\x1b[2Jo = 1\n".encode())
+        r = h.run_echod("--check-config", "-c", path, timeout=10)
+        self.assertEqual((r.rc, r.err), (78, f'{path}:3: unknown key "fo\\x1b[2Jo" in section [server]\n'))
+        forged = os.path.join(self.tmp, "x\n2026-01-01T00:00:00.000Z echod[1] info: forged")
+        r = h.run_echod("--check-config", "-c", forged, timeout=10)
+        self.assertEqual(r.rc, 78, r)
+        self.assertEqual(r.err.count("\n"), 1, r)
+        self.assertIn("x\\x0a2026-01-01", r.err)
+
     def test_check_refuses_a_fifo_dropin(self):
         main = os.path.join(self.tmp, "echod.conf")
         with open(main, "w") as f:

@@ -183,6 +183,25 @@ class LogSinkTest(h.TestCase):
             self.assertNotIn(b"dropped", f.read(), "the journal's entries stay in the journal")
         self.stop_within_drain(p, notify)
 
+    def test_closed_standard_descriptors_are_put_on_dev_null(self):
+        """Started with 0, 1 and 2 closed (`2>&-`, a careless init script),
+        echod's first sockets would take those numbers and its stderr
+        writes would go to a listener or a client; each is opened on
+        /dev/null first."""
+        port = h.free_port()
+        p, notify = self.spawn(port, "stderr", subprocess.DEVNULL,
+                               wrapper=["sh", "-c", 'exec "$@" 0<&- 1>&- 2>&-', "sh"])
+        targets = {fd: os.readlink(f"/proc/{p.pid}/fd/{fd}") for fd in (0, 1, 2)}
+        self.assertEqual(targets, {0: "/dev/null", 1: "/dev/null", 2: "/dev/null"})
+        for i in range(20):
+            with h.connect(HOST, port) as c:
+                msg = b"closed fds %d" % i
+                self.assertEqual(h.echo(c, msg), msg)
+                c.shutdown(socket.SHUT_WR)
+                c.settimeout(5)
+                self.assertEqual(c.recv(65536), b"", "nothing but the echo reaches a client")
+        self.stop_within_drain(p, notify)
+
 
 if __name__ == "__main__":
     h.main(budget=170)
