@@ -315,25 +315,50 @@ bool master_accept(struct master *m, const struct listener *l)
 	return true;
 }
 
-void master_accept_queued(struct master *m, const struct listener *l, bool activated)
+static bool master_listener_in(const struct listen_set *s, int fd)
 {
-	uint64_t until;
-	int r = listen_retire(l, activated);
+	for (size_t i = 0; s && i < s->n; i++)
+		if (s->v[i].fd == fd)
+			return true;
+	return false;
+}
 
-	/* Bounded by the largest backlog (65535) plus what arrives meanwhile;
-	 * each round is one batch of master_accept. */
+/* Takes all of l's backlog, one batch of master_accept at a time; bounded
+ * by the largest backlog (65535) plus what arrives meanwhile. */
+static void master_accept_all(struct master *m, const struct listener *l)
+{
 	for (int i = 0; i < 65536 / MASTER_ACCEPT_BATCH * 2 && master_accept(m, l); i++)
 		;
-	if (r < 0 || activated)
-		return;
-	/* Handshakes under way when the filter went on complete within a round
-	 * trip: wait that long, not more (this holds up the loop). */
-	until = clock_usec() + MASTER_RETIRE_USEC;
-	for (uint64_t now = clock_usec(); now < until; now = clock_usec()) {
-		struct pollfd p = {.fd = l->fd, .events = POLLIN};
+}
 
-		if (poll(&p, 1, (int)((until - now + 999) / 1000)) > 0)
-			while (master_accept(m, l))
-				;
+void master_accept_queued(struct master *m, const struct listen_set *keep)
+{
+	const struct listen_set *ls = &m->ls;
+	struct pollfd *p = ls->activated ? NULL : calloc(ls->n, sizeof(*p));
+	size_t n = 0;
+
+	for (size_t i = 0; i < ls->n; i++) {
+		if (master_listener_in(keep, ls->v[i].fd))
+			continue;
+		int r = listen_retire(&ls->v[i], ls->activated);
+		master_accept_all(m, &ls->v[i]);
+		if (r == 0 && p)
+			p[n++] = (struct pollfd){.fd = ls->v[i].fd, .events = POLLIN};
 	}
+	/* Handshakes under way when the filters went on complete within a
+	 * round trip: wait that long, once for all the listeners (this holds
+	 * up the loop: a thousand listeners must not make it a thousand
+	 * times longer). Without memory for the poll set, no wait: a client
+	 * then caught in its handshake may be reset. */
+	uint64_t until = clock_usec() + MASTER_RETIRE_USEC;
+	for (uint64_t now = clock_usec(); n && now < until; now = clock_usec()) {
+		if (poll(p, n, (int)((until - now + 999) / 1000)) <= 0)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			if (p[i].revents & POLLIN)
+				for (size_t j = 0; j < ls->n; j++)
+					if (ls->v[j].fd == p[i].fd)
+						master_accept_all(m, &ls->v[j]);
+	}
+	free(p);
 }

@@ -88,17 +88,27 @@ unsigned master_reap(struct master *m);
  * entries and marks those connections closed. */
 void master_on_reports(struct master *m);
 
+/* master-stop.c */
+/* SIGTERM or SIGINT: the drain starts (listeners retired and closed), or a
+ * second one cuts it short. */
+void master_stop_request(struct master *m, int sig);
+/* The drain timer fired: SIGTERM to the workers, then SIGKILL. */
+void master_on_timer(struct master *m);
+/* SIGQUIT: SIGKILL to every worker, reap them, and leave the loop. */
+void master_quit(struct master *m);
+
 /* master-accept.c */
 /* Accepts one batch from l: admits and forks, or refuses. Returns true if
  * the batch was full (more may be queued), false when the queue is empty
  * or accepting had to stop. */
 bool master_accept(struct master *m, const struct listener *l);
-/* Takes everything queued on l, before it is closed: closing a listener
- * resets every connection still in its backlog, clients that completed
- * their handshake and may have sent data already. New handshakes are
- * turned away first (listen_retire), and those under way are given
- * MASTER_RETIRE_USEC to complete. */
-void master_accept_queued(struct master *m, const struct listener *l, bool activated);
+/* Takes everything queued on the listeners of m->ls not in keep (NULL:
+ * all of them), before they are closed: closing a listener resets every
+ * connection still in its backlog, clients that completed their handshake
+ * and may have sent data already. New handshakes are turned away first
+ * (listen_retire), and those under way are given MASTER_RETIRE_USEC to
+ * complete, once for all. */
+void master_accept_queued(struct master *m, const struct listen_set *keep);
 int master_pfd_reserve(struct master *m, size_t n);
 void master_kill_one(const struct child *c, void *sig);
 

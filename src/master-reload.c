@@ -7,14 +7,6 @@
 #include "master-int.h"
 #include "notify.h"
 
-static bool master_listener_kept(const struct listen_set *s, int fd)
-{
-	for (size_t i = 0; i < s->n; i++)
-		if (s->v[i].fd == fd)
-			return true;
-	return false;
-}
-
 void master_reload(struct master *m)
 {
 	char err[CONFIG_ERR_MAX];
@@ -55,9 +47,7 @@ void master_reload(struct master *m)
 	/* Nothing can fail from here on: swap. A listener going away is
 	 * emptied first, under the old rules: closing it would reset what its
 	 * backlog holds. Its replacement listens already (listen_bind_new). */
-	for (size_t i = 0; i < m->ls.n; i++)
-		if (!master_listener_kept(&nls, m->ls.v[i].fd))
-			master_accept_queued(m, &m->ls.v[i], m->ls.activated);
+	master_accept_queued(m, &nls);
 	listen_commit(&m->ls, &nls);
 	m->ls = nls;
 	m->ls_gen++;

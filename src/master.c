@@ -1,5 +1,6 @@
-/* The master's event loop: signals, accepting and the drain timer. Nothing
- * runs in an asynchronous signal handler; signals arrive on a signalfd. */
+/* The master's event loop: signals, reports, accepting, the watchdog and
+ * the status line. Nothing runs in an asynchronous signal handler; signals
+ * arrive on a signalfd. Stopping is master-stop.c, reloading master-reload.c. */
 #include "master.h"
 
 #include <errno.h>
@@ -11,7 +12,6 @@
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -144,114 +144,6 @@ unsigned master_reap(struct master *m)
 			   WIFSIGNALED(st) ? "killed by signal" : "failed with", sig);
 	}
 	return n;
-}
-
-static void master_signal_all(struct master *m, int sig)
-{
-	children_foreach(&m->kids, master_kill_one, &sig);
-}
-
-static int master_arm_timer(struct master *m, uint64_t usec)
-{
-	struct itimerspec its = {
-	    .it_value = {.tv_sec = (time_t)(usec / 1000000u),
-			 .tv_nsec = (long)(usec % 1000000u) * 1000 + 1},
-	};
-
-	if (m->tfd < 0) {
-		m->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-		if (m->tfd < 0)
-			return err_last();
-	}
-	return timerfd_settime(m->tfd, 0, &its, NULL) < 0 ? err_last() : 0;
-}
-
-/* Drain timeout reached (or a second stop request): ask every worker to
- * finish; each flushes what it owes and closes its write side. */
-static void master_terminate(struct master *m)
-{
-	log_notice("asking %zu worker(s) to finish (SIGTERM)", children_count(&m->kids));
-	m->phase = MASTER_TERM;
-	master_signal_all(m, SIGTERM);
-	notify_extend_timeout(MASTER_KILL_GRACE_USEC + 1000000u);
-	if (master_arm_timer(m, MASTER_KILL_GRACE_USEC) < 0) {
-		log_err("cannot arm the kill timer: %s; killing workers now", strerror(errno));
-		master_signal_all(m, SIGKILL);
-		m->phase = MASTER_KILL;
-	}
-}
-
-static void master_stop_request(struct master *m, int sig)
-{
-	char active[24];
-
-	if (m->phase != MASTER_RUN) {
-		log_notice("second stop request: not waiting any longer");
-		if (m->phase == MASTER_DRAIN)
-			master_terminate(m);
-		else
-			master_signal_all(m, SIGKILL);
-		return;
-	}
-	m->phase = MASTER_DRAIN;
-	/* Connections already queued are served in the drain, as those open
-	 * already: closing the listeners would reset them unanswered. */
-	for (size_t i = 0; i < m->ls.n; i++)
-		master_accept_queued(m, &m->ls.v[i], m->ls.activated);
-	listen_close(&m->ls);
-	/* Once nothing listens: STOPPING=1 tells a watcher the port is shut. */
-	notify_stopping();
-	m->ls_gen++;
-	snprintf(active, sizeof(active), "%zu", children_count(&m->kids));
-	const struct log_kv kv[] = {{"ACTIVE", active}};
-	log_struct(LOG_INFO, LOG_ID_STOPPING, kv, 1,
-		   "SIG%s received: stopped listening, draining %s connection(s)",
-		   sigabbrev_np(sig), active);
-	master_status(m);
-	if (children_count(&m->kids) == 0)
-		return;
-	if (m->cfg.drain_timeout_usec == 0) {
-		master_terminate(m);
-		return;
-	}
-	notify_extend_timeout(
-	    clock_add(m->cfg.drain_timeout_usec, MASTER_KILL_GRACE_USEC + 1000000u));
-	if (master_arm_timer(m, m->cfg.drain_timeout_usec) < 0) {
-		log_err("cannot arm the drain timer: %s; asking workers to finish now",
-			strerror(errno));
-		master_terminate(m);
-	}
-}
-
-static void master_on_timer(struct master *m)
-{
-	uint64_t ticks;
-
-	if (read(m->tfd, &ticks, sizeof(ticks)) < 0)
-		return;
-	if (m->phase == MASTER_DRAIN) {
-		master_terminate(m);
-	} else if (m->phase == MASTER_TERM) {
-		log_warning("killing %zu worker(s) that did not finish", children_count(&m->kids));
-		master_signal_all(m, SIGKILL);
-		m->phase = MASTER_KILL;
-	}
-}
-
-static void master_quit(struct master *m)
-{
-	log_notice("SIGQUIT received: killing %zu worker(s) and exiting now",
-		   children_count(&m->kids));
-	master_signal_all(m, SIGKILL);
-	/* SIGKILL cannot be caught, so these waits end promptly. */
-	while (children_count(&m->kids) > 0) {
-		pid_t pid = waitpid(-1, NULL, 0);
-		if (pid < 0 && errno != EINTR)
-			break;
-		if (pid > 0)
-			children_remove(&m->kids, pid, NULL);
-	}
-	m->quit = true;
 }
 
 static void master_on_signals(struct master *m)
