@@ -55,9 +55,12 @@ static void client_help(void)
 {
 	printf(
 	    "Usage: echo-client [OPTIONS] HOST PORT\n"
+	    "       echo-client [OPTIONS] HOST:PORT\n"
 	    "Send standard input to the echo server at HOST PORT and copy what it\n"
 	    "sends back to standard output. HOST is an IPv4 or IPv6 address or a host\n"
-	    "name (each address is tried in turn); PORT is a number or a service name.\n"
+	    "name (each address is tried in turn); an IPv6 address may be written in\n"
+	    "brackets, [::1], and must be in HOST:PORT ([::1]:7). PORT is a number or a\n"
+	    "service name.\n"
 	    "On a terminal each line is sent as typed and its echo printed; Ctrl-D ends\n"
 	    "the session. Otherwise the input is streamed as is, binary safe.\n"
 	    "\n"
@@ -99,6 +102,65 @@ static int client_parse_timeout(const char *s, int *ms)
 	*ms = (int)(sec * 1000);
 	if (*ms == 0)
 		*ms = 1;
+	return 0;
+}
+
+/* The host and port of the command line: HOST PORT, or HOST:PORT as one
+ * word, HOST in brackets for an IPv6 address ([::1] 7, [::1]:7), as
+ * ssh, curl and socat write them. host is a copy (brackets taken off) in
+ * buf. Returns 0, or -EINVAL with the reason in *why. */
+static int client_target(int n, char **args, char *buf, size_t size, const char **host,
+			 const char **port, const char **why)
+{
+	const char *h = args[0], *close, *colon;
+	size_t len;
+
+	*why = NULL;
+	if (n < 1 || n > 2) {
+		*why = "expected HOST PORT or HOST:PORT";
+		return -EINVAL;
+	}
+	if (h[0] == '[') {
+		close = strchr(h, ']');
+		if (!close) {
+			*why = "an address opened with [ must be closed with ]";
+			return -EINVAL;
+		}
+		if (close == h + 1) {
+			*why = "no address between [ and ]";
+			return -EINVAL;
+		}
+		if (n == 2 ? close[1] != '\0' : close[1] != ':' || close[2] == '\0') {
+			*why = n == 2 ? "nothing may follow ] when PORT is given apart"
+				      : "expected [ADDRESS]:PORT";
+			return -EINVAL;
+		}
+		h++;
+		len = (size_t)(close - h);
+		*port = n == 2 ? args[1] : close + 2;
+	} else if (n == 2) {
+		len = strlen(h);
+		*port = args[1];
+	} else {
+		colon = strrchr(h, ':');
+		if (!colon || colon == h || colon[1] == '\0') {
+			*why = "expected HOST PORT or HOST:PORT";
+			return -EINVAL;
+		}
+		if (memchr(h, ':', (size_t)(colon - h))) {
+			*why = "an IPv6 address with a port goes in brackets: [ADDRESS]:PORT";
+			return -EINVAL;
+		}
+		len = (size_t)(colon - h);
+		*port = colon + 1;
+	}
+	if (len >= size) {
+		*why = "host name too long";
+		return -EINVAL;
+	}
+	memcpy(buf, h, len);
+	buf[len] = '\0';
+	*host = buf;
 	return 0;
 }
 
@@ -344,7 +406,8 @@ int main(int argc, char **argv)
 	};
 	/* Two 64 KiB buffers: too large for a comfortable stack frame. */
 	static struct client_pump pump;
-	char peer[CLIENT_PEER_LEN];
+	char peer[CLIENT_PEER_LEN], hostbuf[NI_MAXHOST];
+	const char *host, *port, *why;
 	int timeout_ms = 10000;
 	int c, fd, r;
 
@@ -368,18 +431,21 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (argc - optind != 2)
-		return client_usage_error("expected HOST and PORT, got %d argument%s",
+	if (argc - optind < 1 || argc - optind > 2)
+		return client_usage_error("expected HOST PORT or HOST:PORT, got %d argument%s",
 					  argc - optind, argc - optind == 1 ? "" : "s");
-	if (client_check_port(argv[optind + 1]) < 0)
+	if (client_target(argc - optind, argv + optind, hostbuf, sizeof(hostbuf), &host, &port,
+			  &why) < 0)
+		return client_usage_error("invalid target '%s': %s", argv[optind], why);
+	if (client_check_port(port) < 0)
 		return client_usage_error("invalid port '%s': a number 1-65535 or a service name",
-					  argv[optind + 1]);
+					  port);
 
 	/* A peer that goes away must surface as EPIPE on the failing write,
 	 * reported with its context, not as a silent death by signal. */
 	signal(SIGPIPE, SIG_IGN);
 
-	fd = client_connect(argv[optind], argv[optind + 1], timeout_ms, peer, sizeof(peer));
+	fd = client_connect(host, port, timeout_ms, peer, sizeof(peer));
 	if (fd < 0)
 		return fd == -ETIMEDOUT || fd == -EAGAIN ? CLIENT_EXIT_TEMPFAIL
 							 : CLIENT_EXIT_UNAVAILABLE;

@@ -201,6 +201,19 @@ class FilterMode(unittest.TestCase):
     def test_ipv6(self):
         self.echo_through(b"over IPv6\n", host="::1", family=socket.AF_INET6)
 
+    @unittest.skipUnless(has_ipv6_loopback(), "no IPv6 loopback")
+    def test_bracketed_ipv6_and_host_port(self):
+        """[::1] PORT and [::1]:PORT, as ssh, curl and socat take them, and
+        HOST:PORT in one word."""
+        for host, family in (("::1", socket.AF_INET6), ("127.0.0.1", socket.AF_INET)):
+            with Server(host=host, family=family) as srv:
+                forms = [[f"{host}:{srv.port}"]] if family == socket.AF_INET else [
+                    [f"[{host}]", str(srv.port)], [f"[{host}]:{srv.port}"]]
+                for args in forms:
+                    with self.subTest(args=args):
+                        res = run(args, b"bracketed\n")
+                        self.assertEqual((res.returncode, res.stdout), (0, b"bracketed\n"), res.stderr)
+
     def test_hostname(self):
         with Server() as srv:
             res = run(["localhost", str(srv.port)], b"by name\n")
@@ -429,6 +442,15 @@ class Usage(unittest.TestCase):
                 ["-t", "nan", "127.0.0.1", port],
                 ["-t", "86401", "127.0.0.1", port],
                 ["-t"],
+                ["::1:" + port],
+                ["[::1]"],
+                ["[::1]x", port],
+                ["[::1]:" + port, port],
+                ["[]:" + port],
+                ["[::1:" + port],
+                ["127.0.0.1:"],
+                [":" + port],
+                ["127.0.0.1:0"],
             ]
             for args in cases:
                 with self.subTest(args=args):
