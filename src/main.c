@@ -94,7 +94,8 @@ int main(int argc, char **argv)
 	    {0},
 	};
 	struct master_opts o = {.config_path = ECHOD_CONFIG_PATH};
-	bool check = false, dump = false;
+	bool check = false, dump = false, help = false, version = false;
+	int n_opts = 0;
 	char err[CONFIG_ERR_MAX];
 	struct config cfg;
 	struct listen_set ls;
@@ -119,20 +120,47 @@ int main(int argc, char **argv)
 			o.debug = true;
 			break;
 		case 'V':
-			printf("echod %s\nworker sandbox: %s\n", ECHOD_VERSION, sandbox_kind());
-			return 0;
+			version = true;
+			break;
 		case 'h':
-			usage(stdout);
-			return 0;
+			help = true;
+			break;
 		default:
 			usage(stderr);
 			return EXIT_USAGE;
 		}
+		n_opts++;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "echod: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
 		return EXIT_USAGE;
+	}
+	/* What each combination means is written in echod(8): --help and
+	 * --version stand alone; --dump-config checks as --check-config does
+	 * (it prints only a valid configuration), so the two together are
+	 * the dump; --debug is about a running daemon's log and has nothing
+	 * to say to either. Anything else is a mistake worth a usage error
+	 * rather than a guess. */
+	if ((help || version) && n_opts > 1) {
+		fprintf(stderr, "echod: %s takes no other option\n", help ? "--help" : "--version");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (o.debug && (check || dump)) {
+		fprintf(stderr, "echod: --debug has no effect with %s\n",
+			dump ? "--dump-config" : "--check-config");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (help) {
+		usage(stdout);
+		return fflush(stdout) == 0 ? 0 : EXIT_OSERR;
+	}
+	if (version) {
+		printf("echod %s\nworker sandbox: %s\ndefault config: %s\n", ECHOD_VERSION,
+		       sandbox_kind(), ECHOD_CONFIG_PATH);
+		return fflush(stdout) == 0 ? 0 : EXIT_OSERR;
 	}
 
 	notify_init();

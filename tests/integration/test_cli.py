@@ -52,6 +52,7 @@ class CliTest(h.TestCase):
             self.assertEqual(r.rc, 0, f"{opt}: {r}")
             self.assertEqual(r.out.splitlines()[:1], [want], f"{opt}: {r}")
             self.assertRegex(r.out.splitlines()[1], r"^worker sandbox: (seccomp|off)$", f"{opt}: {r}")
+            self.assertRegex(r.out.splitlines()[2], r"^default config: /\S+/echod\.conf$", f"{opt}: {r}")
 
     def test_help(self):
         for opt in ("--help", "-h"):
@@ -63,6 +64,37 @@ class CliTest(h.TestCase):
             self.assertEqual(r.err, "", f"{opt}: {r}")
 
     # --- usage errors -----------------------------------------------------
+
+    def test_contradictory_options_are_usage_errors(self):
+        path = self.write("good.conf", self.good_conf())
+        cases = {
+            ("--help", "--version"): "--help takes no other option",
+            ("-V", "-c", path): "--version takes no other option",
+            ("-h", "-t"): "--help takes no other option",
+            ("-d", "-t", "-c", path): "--debug has no effect with --check-config",
+            ("--debug", "--dump-config", "-c", path): "--debug has no effect with --dump-config",
+        }
+        for args, msg in cases.items():
+            with self.subTest(args=args):
+                r = h.run_echod(*args)
+                self.assertEqual(r.rc, 64, r)
+                self.assertIn(f"echod: {msg}\n", r.err)
+                self.assertEqual(r.out, "")
+
+    def test_check_and_dump_together_check_then_dump(self):
+        """--dump-config prints only a configuration that passed the
+        check, so the two together are the dump; with an error, neither
+        prints anything but the error."""
+        path = self.write("good.conf", self.good_conf())
+        both = h.run_echod("--check-config", "--dump-config", "-c", path)
+        dump = h.run_echod("--dump-config", "-c", path)
+        self.assertEqual((both.rc, both.err), (0, ""), both)
+        self.assertEqual(both.out, dump.out)
+        self.assertIn(f"listen = {HOST}:{self.port}", both.out)
+        bad = self.write("bad.conf", self.good_conf() + "[limits]\nmax_connections = many\n")
+        r = h.run_echod("-t", "--dump-config", "-c", bad)
+        self.assertEqual((r.rc, r.out), (78, ""), r)
+        self.assertIn(f"{bad}:", r.err)
 
     def test_unknown_option_is_usage_error(self):
         for opt in ("--no-such-option", "-Z"):
