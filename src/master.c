@@ -74,20 +74,41 @@ static int master_ignore_others(const sigset_t *used)
 	return 0;
 }
 
+/* The master's own signals start at their default, whatever the caller
+ * left: dispositions survive exec, and an ignored SIGCHLD (`trap '' CHLD`,
+ * a supervisor written in Python) makes the kernel reap the workers by
+ * itself, so the master would never see one end and a drain would wait
+ * for ever; an ignored SIGHUP (nohup) or SIGTERM would be inherited by
+ * the workers. Blocked, none of them is acted on by default. */
+static int master_default_own(const sigset_t *used)
+{
+	const struct sigaction dfl = {.sa_handler = SIG_DFL};
+
+	for (int sig = 1; sig < SIGRTMIN; sig++)
+		if (sigismember(used, sig) == 1 && sigaction(sig, &dfl, NULL) < 0)
+			return err_last();
+	return 0;
+}
+
 int master_block_signals(void)
 {
 	sigset_t set;
 	int r;
 
 	master_sigset(&set);
+	/* Blocked first, so that none arrives between its reset to the
+	 * default and the signalfd. */
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return err_last();
+	r = master_default_own(&set);
+	if (r < 0)
+		return r;
 	/* stderr may be a pipe whose reader went away; and workers inherit
 	 * this, so that a vanished client is an EPIPE to log, not a death.
 	 * SIGPIPE is one of the signals master_ignore_others ignores. */
 	r = master_ignore_others(&set);
 	if (r < 0)
 		return r;
-	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-		return err_last();
 	return worker_signals_init(&set);
 }
 

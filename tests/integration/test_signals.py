@@ -59,6 +59,34 @@ class SignalsTest(h.TestCase):
         # The probes' workers end by themselves; the live one is still there.
         self.assertEqual(d.wait_children(1), [worker])
 
+    def test_signals_ignored_by_the_caller_are_set_back(self):
+        """Started with SIGCHLD, SIGHUP and SIGTERM ignored (dispositions
+        survive exec: `trap '' CHLD`, nohup, a supervisor in Python): an
+        ignored SIGCHLD made the kernel reap the workers itself, so the
+        master never saw one end and a stop waited for ever."""
+        ignore = ("import os, signal, sys\n"
+                  "for s in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM):\n"
+                  "    signal.signal(s, signal.SIG_IGN)\n"
+                  "os.execvp(sys.argv[1], sys.argv[1:])\n")
+        self.port = h.free_port()
+        d = self.daemon(h.config_text(listen=[f"{HOST}:{self.port}"], server={"drain_timeout": "30s"}),
+                        wrapper=["python3", "-c", ignore])
+        for _ in range(5):
+            h.assert_served(self, HOST, self.port)
+        self.assertEqual(d.wait_children(0), [], "finished workers are reaped by the master")
+        c = self.live()
+        worker = d.worker_for(c)
+        with open(f"/proc/{worker}/status") as f:
+            ign = int(next(l for l in f if l.startswith("SigIgn:")).split()[1], 16)
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGCHLD):
+            self.assertFalse(ign & (1 << (sig - 1)), f"the worker must not inherit {sig.name} ignored")
+        d.reload()
+        c.close()
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        self.assertEqual(d.wait_exit(timeout=10), 0)
+        self.assertLess(time.monotonic() - t0, 5.0, "the drain ends once the last worker is reaped")
+
     def test_workers_end_when_master_is_killed(self):
         d = self.start()
         c1, c2 = self.live(), self.live()

@@ -811,6 +811,10 @@ static pid_t run_child(const struct worker_conn *c, int peer, int *log_fd)
 		for (size_t i = 0; i < sizeof(master_sigs) / sizeof(master_sigs[0]); i++)
 			sigaddset(&master, master_sigs[i]);
 		sigprocmask(SIG_SETMASK, &master, NULL);
+		/* and at their default, whatever the test was started with
+		 * (nohup ignores SIGHUP) */
+		for (size_t i = 0; i < sizeof(master_sigs) / sizeof(master_sigs[0]); i++)
+			signal(master_sigs[i], SIG_DFL);
 		signal(SIGPIPE, SIG_IGN);
 		signal(SIGUSR2, SIG_DFL); /* this test's own handler; the master has none */
 		if (worker_signals_init(&master) < 0)
