@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh Debian 12 checkout: installs what is
-# missing (as root), builds with warnings as errors, runs every meson test,
-# then builds the .deb and the .rpm (lintian, rpmlint, same file lists) and
+# missing (tests/deps --test), builds with warnings as errors, runs every
+# meson test, then builds the .deb and the .rpm (lintian, rpmlint, same file lists) and
 # runs the system test under real systemd in a container, then fuzzes the
 # parsers for a bounded time. Prints one line
 # "N passed, N failed[, N skipped]" and exits non-zero on any failure.
@@ -11,29 +11,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# No test may read the caller's terminal or be stopped by it: everything
+# below gets /dev/null as stdin (from a terminal, the system test's apt-get
+# in the container was stopped by SIGTTOU and timed out). The system test
+# itself runs under a terminal of its own (script), as from an interactive
+# shell, so that a command that would touch the caller's terminal is
+# caught here too, with or without one.
+exec </dev/null
+
+# Namespaces, mounts and containers need root: as another user the
+# script runs itself again through sudo (which asks on /dev/tty, not on
+# stdin), keeping BUILD_DIR.
+if [ "$(id -u)" -ne 0 ]; then
+	if ! command -v sudo >/dev/null; then
+		echo "tests/run-all.sh: the tests need root; run it as root or install sudo" >&2
+		exit 1
+	fi
+	exec sudo -- env ${BUILD_DIR:+BUILD_DIR="$BUILD_DIR"} "$PWD/tests/run-all.sh" "$@"
+fi
+
 quick=no
 if [ "${1:-}" = "--quick" ]; then
 	quick=yes
 	shift
 fi
 
-deps=(meson ninja-build pkgconf gcc libc6-dev libinih-dev libseccomp-dev python3 systemd procps mandoc iproute2
-      clang-format clang libclang-rt-14-dev)
-missing=()
-for p in "${deps[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
-		missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	echo "installing: ${missing[*]}"
-	if [ "$(id -u)" -ne 0 ]; then
-		echo "run as root (or with sudo) to install them" >&2
-		exit 1
-	fi
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q
-	apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+tests/deps --test
 
 build=${BUILD_DIR:-build-test}
 if [ -d "$build" ]; then
@@ -69,7 +72,7 @@ if [ "$quick" = no ]; then
 	step package-deb packaging/build-deb "$pkgdir"
 	step package-rpm packaging/build-rpm "$pkgdir"
 	deb=$(ls "$pkgdir"/echod_*.deb 2>/dev/null | grep -v dbgsym | head -n 1 || true)
-	step system tests/system/run-system-test ${deb:+"$deb"}
+	step system script -qefc "tests/system/run-system-test${deb:+ $(printf '%q' "$deb")}" /dev/null
 	# The committed corpora first, then 40 s of fuzzing per parser.
 	step fuzz tests/fuzz/run-fuzz --out "$build/fuzz"
 	# Unit and integration suites under ASan+UBSan; the master under

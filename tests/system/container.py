@@ -261,13 +261,18 @@ class Container:
         """Runs argv in the container (a list, or a string for sh -c) and
         returns the CompletedProcess (text). host_net keeps the host's network
         namespace, for apt."""
+        # Never the caller's terminal: timeout(1) puts the command in a
+        # process group of its own, which a terminal on stdin stops with
+        # SIGTTOU as soon as something (dpkg) sets terminal modes.
+        stdin = {} if input is not None else {"stdin": subprocess.DEVNULL}
         return subprocess.run(self._cmd(argv, timeout, host_net, env), input=input,
                               capture_output=True, text=True, encoding="utf-8",
-                              errors="replace", timeout=timeout + 15)
+                              errors="replace", timeout=timeout + 15, **stdin)
 
     def popen(self, argv, timeout=60):
         """Starts argv in the container and returns at once (Popen)."""
-        return subprocess.Popen(self._cmd(argv, timeout, False, None), stdout=subprocess.PIPE,
+        return subprocess.Popen(self._cmd(argv, timeout, False, None), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, encoding="utf-8",
                                 errors="replace")
 
