@@ -1,6 +1,7 @@
-/* State shared by the master's files (master.c: loop, signals, drain;
- * master-accept.c: admission and fork; master-reload.c: reload and
- * statistics). Not a public interface. */
+/* State shared by the master's files (master.c: loop, signals, reports;
+ * master-accept.c: admission, fork, retiring listeners; master-reload.c:
+ * reload and statistics; master-stop.c: drain, timer, SIGQUIT). Not a
+ * public interface. */
 #ifndef ECHOD_MASTER_INT_H
 #define ECHOD_MASTER_INT_H
 
