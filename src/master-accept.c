@@ -109,8 +109,10 @@ static void master_refuse(struct master *m, int fd, const struct addr *peer,
 	    !ratelimit_pass(&m->rl_reject[why], clock_usec(), &suppressed))
 		return;
 
-	char host[ADDR_STRLEN], sport[8], slport[8], ssup[16];
+	char host[ADDR_STRLEN], name[ADDR_STRLEN], sport[8], slport[8], ssup[16];
 	addr_host_port((const struct sockaddr *)&peer->ss, host, sizeof(host), &port);
+	/* host:port, [v6]:port, as every other message writes a peer */
+	addr_format((const struct sockaddr *)&peer->ss, name, sizeof(name));
 	snprintf(sport, sizeof(sport), "%u", port);
 	snprintf(slport, sizeof(slport), "%u", addr_port((const struct sockaddr *)&l->addr.ss));
 	snprintf(ssup, sizeof(ssup), "%u", suppressed);
@@ -120,7 +122,7 @@ static void master_refuse(struct master *m, int fd, const struct addr *peer,
 	    {"SUPPRESSED", ssup},
 	};
 	log_struct(LOG_NOTICE, LOG_ID_CONN_REJECTED, kv, suppressed ? 5 : 4,
-		   "refused connection from %s port %u: %s%s", host, port, master_reject_name(why),
+		   "refused connection from %s: %s%s", name, master_reject_name(why),
 		   suppressed ? " (earlier refusals not logged, see SUPPRESSED)" : "");
 }
 

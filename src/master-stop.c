@@ -54,12 +54,19 @@ void master_stop_request(struct master *m, int sig)
 {
 	char active[24];
 
+	/* Each further request moves one step on; the message says which,
+	 * not "second" for the third. */
+	if (m->phase == MASTER_DRAIN) {
+		log_notice("SIG%s received again: not waiting for the drain any longer",
+			   sigabbrev_np(sig));
+		master_terminate(m);
+		return;
+	}
 	if (m->phase != MASTER_RUN) {
-		log_notice("second stop request: not waiting any longer");
-		if (m->phase == MASTER_DRAIN)
-			master_terminate(m);
-		else
-			master_signal_all(m, SIGKILL);
+		log_notice("SIG%s received again: killing %zu worker(s) now", sigabbrev_np(sig),
+			   children_count(&m->kids));
+		master_signal_all(m, SIGKILL);
+		m->phase = MASTER_KILL;
 		return;
 	}
 	m->phase = MASTER_DRAIN;

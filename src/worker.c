@@ -301,10 +301,11 @@ void worker_report_log(const struct worker_report *r, bool log_connections)
 	size_t n = sizeof(kv) / sizeof(kv[0]) - (st->error ? 0 : 1);
 
 	log_struct(prio, LOG_ID_CONN_CLOSED, kv, n,
-		   "connection from %s closed (%s%s%s): %" PRIu64 " bytes in, %" PRIu64
+		   "connection from %s closed (%s%s%s): %" PRIu64 " byte%s in, %" PRIu64
 		   " out, %" PRIu64 ".%03" PRIu64 "s",
 		   peer, why, st->error ? ": " : "", st->error ? strerror(-st->error) : "",
-		   st->bytes_in, st->bytes_out, usec / 1000000, usec / 1000 % 1000);
+		   st->bytes_in, st->bytes_in == 1 ? "" : "s", st->bytes_out, usec / 1000000,
+		   usec / 1000 % 1000);
 }
 
 /* After a drain the client may still be sending. Closing a socket with

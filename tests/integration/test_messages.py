@@ -1,0 +1,71 @@
+"""Log wording (issue 11 item 7): one way to write a peer, numbers that
+agree with their nouns, and each further stop request named for what it
+does."""
+
+import os
+import signal
+import socket
+import time
+
+import harness as h
+
+HOST = "127.0.0.1"
+
+
+class MessagesTest(h.TestCase):
+    def refusal(self, host, listen, deny):
+        """The message of the refusal of one connection from host (a
+        daemon of its own: refusals are logged once per reason and
+        interval)."""
+        port = h.free_port(listen)
+        d = self.daemon(h.config_text(listen=[h.fmt_addr(listen, port)], access={"deny": [deny]}))
+        mark = d.log_mark()
+        c = socket.create_connection((listen, port), source_address=(host, 0), timeout=5)
+        sport = c.getsockname()[1]
+        c.close()
+        e = d.wait_entry(lambda e: "reject_reason" in e.fields, since=mark, what="a refusal")
+        return e.message, sport
+
+    def test_peers_are_written_host_colon_port(self):
+        msg, sport = self.refusal("127.0.0.9", HOST, "127.0.0.9")
+        self.assertEqual(msg, f"refused connection from 127.0.0.9:{sport}: denied")
+        if h.ipv6_available():
+            msg, sport = self.refusal("::1", "::1", "::1")
+            self.assertEqual(msg, f"refused connection from [::1]:{sport}: denied")
+
+    def test_one_byte_is_one_byte(self):
+        port = h.free_port()
+        d = self.daemon(h.config_text(listen=[f"{HOST}:{port}"]))
+        for data, words in ((b"x", "1 byte in, 1 out"), (b"xy", "2 bytes in, 2 out"), (b"", "0 bytes in, 0 out")):
+            mark = d.log_mark()
+            with h.connect(HOST, port) as c:
+                local = c.getsockname()[1]
+                if data:
+                    self.assertEqual(h.echo(c, data), data)
+            e = d.wait_entry(lambda e: e.fields.get("remote_port") == str(local), since=mark, what="its close record")
+            self.assertRegex(e.message, rf"^connection from {HOST}:{local} closed \(eof\): {words}, \d+\.\d{{3}}s$")
+
+    def test_each_further_stop_request_says_what_it_does(self):
+        port = h.free_port()
+        d = self.daemon(h.config_text(listen=[f"{HOST}:{port}"], server={"drain_timeout": "1min"}))
+        c = self.client(HOST, port)
+        self.assertEqual(h.echo(c, b"live"), b"live")
+        worker = d.worker_for(c)
+        # Stopped, the worker outlasts the SIGTERM of the second request,
+        # so the third has something left to do.
+        os.kill(worker, signal.SIGSTOP)
+        mark = d.log_mark()
+        d.signal(signal.SIGTERM)
+        d.wait_entry(lambda e: "draining" in e.message, since=mark, what="the drain")
+        d.signal(signal.SIGTERM)
+        d.wait_entry(lambda e: "again" in e.message, since=mark, what="the second request")
+        d.signal(signal.SIGTERM)
+        d.wait_entry(lambda e: "killing" in e.message, since=mark, what="the third request")
+        self.assertEqual(d.wait_exit(timeout=15), 0)
+        said = [e.message for e in d.entries(mark) if "received" in e.message]
+        self.assertEqual(said[1:], ["SIGTERM received again: not waiting for the drain any longer",
+                                    "SIGTERM received again: killing 1 worker(s) now"], said)
+
+
+if __name__ == "__main__":
+    h.main(budget=60)
