@@ -12,8 +12,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define LOG_SINK_JOURNAL_SOCKET "/run/systemd/journal/socket"
-
 enum log_sink_kind {
 	LOG_SINK_FILE, /* a regular file (or unknown): writes do not wait for a reader */
 	LOG_SINK_NB,   /* our own O_NONBLOCK description of a pipe, FIFO or terminal */

@@ -11,6 +11,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Where journald takes native entries. */
+#define LOG_SINK_JOURNAL_SOCKET "/run/systemd/journal/socket"
+
 /* Bytes of entries the master may hold back; one entry is at most ~3 KiB. */
 #define LOG_SINK_QUEUE (64 * 1024)
 

@@ -85,8 +85,14 @@ void log_setup(enum log_target target, int level)
 	log_state.stderr_to_journal = stream;
 	/* Before the first fork, so that workers inherit the socket: their
 	 * sandbox has no connect(). A failure falls back to stderr. */
-	if (log_state.journal)
-		(void)log_sink_journal_open();
+	if (log_state.journal) {
+		int r = log_sink_journal_open();
+		/* Said once per setup (start, reload), not per entry: the
+		 * admin asked for the journal and gets stderr. */
+		if (r < 0)
+			log_warning("cannot reach the journal at %s: %s; logging to standard error",
+				    LOG_SINK_JOURNAL_SOCKET, strerror(-r));
+	}
 	/* gmtime_r reads the time zone files the first time it runs; done
 	 * here, that first time never falls in a sandboxed worker, which may
 	 * not open files. */

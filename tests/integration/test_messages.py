@@ -3,9 +3,10 @@ agree with their nouns, and each further stop request named for what it
 does."""
 
 import os
+import shutil
 import signal
 import socket
-import time
+import unittest
 
 import harness as h
 
@@ -65,6 +66,21 @@ class MessagesTest(h.TestCase):
         said = [e.message for e in d.entries(mark) if "received" in e.message]
         self.assertEqual(said[1:], ["SIGTERM received again: not waiting for the drain any longer",
                                     "SIGTERM received again: killing 1 worker(s) now"], said)
+
+    @unittest.skipIf(shutil.which("unshare") is None or os.geteuid() != 0, "needs root and unshare (util-linux)")
+    def test_journal_target_without_journald_says_so(self):
+        """target = journal where no journald listens (a container
+        without one): echod logs to stderr, and says so first."""
+        port = h.free_port()
+        script = 'mount --make-rprivate / && mount -t tmpfs tmpfs /run && exec "$@"'
+        d = self.daemon(h.config_text(listen=[f"{HOST}:{port}"], log={"target": "journal"}),
+                        wrapper=["unshare", "-m", "sh", "-c", script, "sh"])
+        h.assert_served(self, HOST, port)
+        first = d.entries()[0]
+        self.assertEqual((first.level, first.message),
+                         ("warning", "cannot reach the journal at /run/systemd/journal/socket:"
+                                     " No such file or directory; logging to standard error"))
+        d.wait_entry(lambda e: "closed (eof)" in e.message, what="a close record on stderr")
 
 
 if __name__ == "__main__":
