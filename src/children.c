@@ -153,9 +153,10 @@ int children_set_prefixes(struct children *t, unsigned prefix4, unsigned prefix6
 	return 0;
 }
 
-int children_add(struct children *t, pid_t pid, const struct sockaddr *peer, uint64_t start_usec)
+int children_add(struct children *t, pid_t pid, const struct sockaddr *peer, unsigned local_port,
+		 uint64_t start_usec)
 {
-	struct child c = {.pid = pid, .start_usec = start_usec};
+	struct child c = {.pid = pid, .start_usec = start_usec, .local_port = (uint16_t)local_port};
 	size_t i;
 	int r;
 

@@ -29,6 +29,7 @@ struct child {
 	pid_t pid;
 	union child_peer peer; /* IPv4-mapped addresses already unmapped */
 	uint64_t start_usec;   /* CLOCK_MONOTONIC */
+	uint16_t local_port;   /* the listener's, for a record the worker cannot write */
 	bool closed;	       /* its report came: it only exits now */
 };
 
@@ -50,9 +51,11 @@ void children_free(struct children *t);
  * or -errno (-EINVAL for a length out of range). */
 int children_set_prefixes(struct children *t, unsigned prefix4, unsigned prefix6);
 
-/* Records a new worker for peer (unmapped first); grows as needed. Returns 0,
+/* Records a new worker for peer (unmapped first), accepted on local_port;
+ * grows as needed. Returns 0,
  * -EEXIST for a pid already present, or -ENOMEM. */
-int children_add(struct children *t, pid_t pid, const struct sockaddr *peer, uint64_t start_usec);
+int children_add(struct children *t, pid_t pid, const struct sockaddr *peer, unsigned local_port,
+		 uint64_t start_usec);
 
 /* Removes pid, copying its entry to *out (may be NULL). Returns 0 or -ENOENT
  * (not ours: e.g. a helper that is no worker). */

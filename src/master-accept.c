@@ -87,8 +87,7 @@ static enum master_reject master_admit(struct master *m, const struct addr *peer
 	 * never refused below the limits. */
 	enum master_reject why = master_over_limits(m, sa);
 	if (why != MASTER_ADMIT) {
-		master_on_reports(m);
-		master_reap(m);
+		master_reap(m); /* reads the reports first */
 		why = master_over_limits(m, sa);
 	}
 	return why;
@@ -257,7 +256,8 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 	/* Tasks are there again: the next shortage starts with a short pause. */
 	m->pause_usec = 0;
 	close(fd);
-	if (children_add(&m->kids, pid, (const struct sockaddr *)&peer->ss, c.start_usec) < 0) {
+	if (children_add(&m->kids, pid, (const struct sockaddr *)&peer->ss, c.local_port,
+			 c.start_usec) < 0) {
 		/* Without a table entry it could not be counted against the limits;
 		 * refusing it is the only safe answer. */
 		log_err("out of memory recording worker %ld; ending it", (long)pid);

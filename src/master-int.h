@@ -85,6 +85,10 @@ void master_status(struct master *m);
 /* Collects every exited worker (waitpid WNOHANG) and logs the abnormal ends.
  * Returns how many it collected. */
 unsigned master_reap(struct master *m);
+/* Takes pid, which waitpid returned with status st, off the table; logs an
+ * abnormal end, and a close record if the worker was killed before its
+ * report. */
+void master_reaped(struct master *m, pid_t pid, int st);
 /* Reads every report waiting in the pipe: counts the bytes, logs the
  * entries and marks those connections closed. */
 void master_on_reports(struct master *m);

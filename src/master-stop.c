@@ -119,12 +119,15 @@ void master_quit(struct master *m)
 		   children_count(&m->kids));
 	master_signal_all(m, SIGKILL);
 	/* SIGKILL cannot be caught, so these waits end promptly. */
+	/* The reports already sent count first: those connections ended. */
+	master_on_reports(m);
 	while (children_count(&m->kids) > 0) {
-		pid_t pid = waitpid(-1, NULL, 0);
+		int st;
+		pid_t pid = waitpid(-1, &st, 0);
 		if (pid < 0 && errno != EINTR)
 			break;
 		if (pid > 0)
-			children_remove(&m->kids, pid, NULL);
+			master_reaped(m, pid, st);
 	}
 	m->quit = true;
 }

@@ -126,43 +126,73 @@ void master_status(struct master *m)
 	m->status_next = clock_usec() + MASTER_STATUS_USEC;
 }
 
-unsigned master_reap(struct master *m)
+/* A worker killed before its report leaves its connection without a close
+ * record: the master writes one from what its table knows, with the byte
+ * counts lost (0) and the reason "killed", so that every connection has
+ * its record however it ended. */
+static void master_record_killed(struct master *m, const struct child *c)
+{
+	struct worker_report rep;
+
+	memset(&rep, 0, sizeof(rep));
+	rep.pid = c->pid;
+	memcpy(&rep.peer.ss, &c->peer, sizeof(c->peer));
+	rep.peer.len = c->peer.sa.sa_family == AF_INET ? sizeof(c->peer.in) : sizeof(c->peer.in6);
+	addr_scope_name(&c->peer.sa, rep.ifname);
+	rep.local_port = c->local_port;
+	rep.start_usec = c->start_usec;
+	rep.st.end = WORKER_KILLED;
+	worker_report_log(&rep, m->cfg.log_connections);
+}
+
+void master_reaped(struct master *m, pid_t pid, int st)
 {
 	struct child c;
+
+	if (children_remove(&m->kids, pid, &c) < 0)
+		return;
+	m->status_dirty = true;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return;
+
+	char spid[16], sig[24], peer[ADDR_STRLEN], host[ADDR_STRLEN];
+	unsigned port = 0;
+	addr_format(&c.peer.sa, peer, sizeof(peer));
+	addr_host_port(&c.peer.sa, host, sizeof(host), &port);
+	snprintf(spid, sizeof(spid), "%ld", (long)pid);
+	if (WIFSIGNALED(st)) {
+		const char *abbrev = sigabbrev_np(WTERMSIG(st));
+		snprintf(sig, sizeof(sig), "SIG%s", abbrev ? abbrev : "?");
+	} else {
+		snprintf(sig, sizeof(sig), "exit %d", WEXITSTATUS(st));
+	}
+	char sport[8];
+	snprintf(sport, sizeof(sport), "%u", port);
+	const struct log_kv kv[] = {
+	    {"WORKER_PID", spid},
+	    {"SIGNAL", sig},
+	    {"REMOTE_ADDR", host},
+	    {"REMOTE_PORT", sport},
+	};
+	log_struct(LOG_WARNING, LOG_ID_WORKER_KILLED, kv, WIFSIGNALED(st) ? 4 : 1,
+		   "worker %ld for %s %s %s", (long)pid, peer,
+		   WIFSIGNALED(st) ? "killed by signal" : "failed with", sig);
+	if (WIFSIGNALED(st) && !c.closed)
+		master_record_killed(m, &c);
+}
+
+unsigned master_reap(struct master *m)
+{
 	unsigned n = 0;
 	pid_t pid;
 	int st;
 
+	/* A worker reports before it exits: with the pipe read first, one
+	 * that was killed after its report is not recorded twice. */
+	master_on_reports(m);
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
 		n++;
-		if (children_remove(&m->kids, pid, &c) < 0)
-			continue;
-		m->status_dirty = true;
-		if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-			continue;
-
-		char spid[16], sig[24], peer[ADDR_STRLEN], host[ADDR_STRLEN];
-		unsigned port = 0;
-		addr_format(&c.peer.sa, peer, sizeof(peer));
-		addr_host_port(&c.peer.sa, host, sizeof(host), &port);
-		snprintf(spid, sizeof(spid), "%ld", (long)pid);
-		if (WIFSIGNALED(st)) {
-			const char *abbrev = sigabbrev_np(WTERMSIG(st));
-			snprintf(sig, sizeof(sig), "SIG%s", abbrev ? abbrev : "?");
-		} else {
-			snprintf(sig, sizeof(sig), "exit %d", WEXITSTATUS(st));
-		}
-		char sport[8];
-		snprintf(sport, sizeof(sport), "%u", port);
-		const struct log_kv kv[] = {
-		    {"WORKER_PID", spid},
-		    {"SIGNAL", sig},
-		    {"REMOTE_ADDR", host},
-		    {"REMOTE_PORT", sport},
-		};
-		log_struct(LOG_WARNING, LOG_ID_WORKER_KILLED, kv, WIFSIGNALED(st) ? 4 : 1,
-			   "worker %ld for %s %s %s", (long)pid, peer,
-			   WIFSIGNALED(st) ? "killed by signal" : "failed with", sig);
+		master_reaped(m, pid, st);
 	}
 	return n;
 }

@@ -231,6 +231,8 @@ const char *worker_end_name(enum worker_end e)
 		return "lifetime";
 	case WORKER_ERROR:
 		return "error";
+	case WORKER_KILLED:
+		return "killed";
 	}
 	return "unknown";
 }
@@ -265,7 +267,7 @@ void worker_report_log(const struct worker_report *r, bool log_connections)
 	/* Taken here, not by the worker: an ordinary worker never reads the
 	 * clock (see echo_timeout), and the master's view includes the fork. */
 	uint64_t now = clock_usec(), usec = now > r->start_usec ? now - r->start_usec : 0;
-	int prio = st->end == WORKER_ERROR ? LOG_WARNING : LOG_INFO;
+	int prio = st->end == WORKER_ERROR || st->end == WORKER_KILLED ? LOG_WARNING : LOG_INFO;
 	char peer[ADDR_STRLEN], host[ADDR_STRLEN], ifname[ADDR_IFNAMESIZE], rport[8], lport[8],
 	    in[24], out[24], dur[24], pid[16], err[16];
 	unsigned port = 0;

@@ -16,6 +16,8 @@ enum worker_end {
 	WORKER_DRAINED,	 /* told to stop (SIGTERM) by a draining master */
 	WORKER_ERROR,	 /* a local failure */
 	WORKER_LIFETIME, /* max_lifetime reached: handed back what it owed, as a drain */
+	WORKER_KILLED,	 /* the master's record of a worker killed before it could report
+			  * (SIGQUIT, the kill after a drain, a crash): counts lost */
 };
 
 struct worker_stats {

@@ -67,6 +67,23 @@ class MessagesTest(h.TestCase):
         self.assertEqual(said[1:], ["SIGTERM received again: not waiting for the drain any longer",
                                     "SIGTERM received again: killing 1 worker(s) now"], said)
 
+    def test_a_connection_killed_by_sigquit_has_its_record(self):
+        port = h.free_port()
+        d = self.daemon(h.config_text(listen=[f"{HOST}:{port}"], log={"connections": "no"}))
+        c = self.client(HOST, port)
+        self.assertEqual(h.echo(c, b"live"), b"live")
+        local = c.getsockname()[1]
+        worker = d.worker_for(c)
+        mark = d.log_mark()
+        d.signal(signal.SIGQUIT)
+        self.assertEqual(d.wait_exit(timeout=10), 0)
+        rec = [e for e in d.entries(mark) if e.fields.get("close_reason") == "killed"]
+        self.assertEqual(len(rec), 1, d.log_text())
+        f = rec[0].fields
+        self.assertEqual((rec[0].level, f["remote_port"], f["local_port"], f["worker_pid"]),
+                         ("warning", str(local), str(port), str(worker)))
+        self.assertEqual(rec[0].message.split(":")[0], f"connection from {HOST}")
+
     @unittest.skipIf(shutil.which("unshare") is None or os.geteuid() != 0, "needs root and unshare (util-linux)")
     def test_journal_target_without_journald_says_so(self):
         """target = journal where no journald listens (a container

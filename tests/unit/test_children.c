@@ -35,7 +35,7 @@ static int add(struct children *t, pid_t pid, const char *ip, unsigned port)
 {
 	struct sockaddr_storage ss = test_peer(ip, port);
 
-	return children_add(t, pid, (struct sockaddr *)&ss, (uint64_t)pid * 1000);
+	return children_add(t, pid, (struct sockaddr *)&ss, 0, (uint64_t)pid * 1000);
 }
 
 static unsigned count(const struct children *t, const char *ip)
@@ -66,7 +66,7 @@ static void test_add_remove(void)
 	/* Not a pid or not an IP peer: refused, nothing recorded. */
 	CHECK_INT(add(&t, 0, "192.0.2.1", 1), -EINVAL);
 	CHECK_INT(add(&t, -5, "192.0.2.1", 1), -EINVAL);
-	CHECK_INT(children_add(&t, 102, (struct sockaddr *)&un, 0), -EAFNOSUPPORT);
+	CHECK_INT(children_add(&t, 102, (struct sockaddr *)&un, 0, 0), -EAFNOSUPPORT);
 	CHECK_INT(children_count(&t), 2);
 	CHECK_INT(count(&t, "192.0.2.1"), 1);
 	CHECK_INT(children_source_count(&t, (struct sockaddr *)&un), 0);
@@ -177,9 +177,9 @@ static void test_sources(void)
 	/* IPv6 scope ids do not split a source. */
 	CHECK_INT(inet_pton(AF_INET6, "fe80::1", &ll.sin6_addr), 1);
 	ll.sin6_scope_id = 1;
-	CHECK_INT(children_add(&t, 20, (struct sockaddr *)&ll, 0), 0);
+	CHECK_INT(children_add(&t, 20, (struct sockaddr *)&ll, 0, 0), 0);
 	ll.sin6_scope_id = 2;
-	CHECK_INT(children_add(&t, 21, (struct sockaddr *)&ll, 0), 0);
+	CHECK_INT(children_add(&t, 21, (struct sockaddr *)&ll, 0, 0), 0);
 	CHECK_INT(children_source_count(&t, (struct sockaddr *)&ll), 2);
 
 	/* A source whose last worker left is gone. */
@@ -277,7 +277,7 @@ static void test_against_reference(void)
 		unsigned s = rng() % N_SOURCES;
 		struct sockaddr_storage ss = source_peer(s, rng() % 2);
 
-		if (children_add(&t, p, (struct sockaddr *)&ss, (uint64_t)p) != 0)
+		if (children_add(&t, p, (struct sockaddr *)&ss, 0, (uint64_t)p) != 0)
 			bad++;
 		live[n_live++] = (struct ref){p, s};
 		n_sources += ref_count[s]++ == 0;
@@ -372,7 +372,7 @@ static void test_churn(void)
 		sa.sin6_addr.s6_addr[0] = 0x20;
 		memcpy(&sa.sin6_addr.s6_addr[12], &i, sizeof(i));
 		ring[slot] = (pid_t)(i % 4000000) + 1;
-		bad += children_add(&t, ring[slot], (struct sockaddr *)&sa, i) != 0;
+		bad += children_add(&t, ring[slot], (struct sockaddr *)&sa, 0, i) != 0;
 		bad += children_source_count(&t, (struct sockaddr *)&sa) != 1;
 		if (i % 50000 == 0 && !check_load(&t))
 			break;

@@ -98,7 +98,14 @@ static void emit_journal_stream(void)
 
 static void test_journal_stream(void)
 {
-	CHECK_STR(capture(emit_journal_stream), "<4>prefixed\n");
+	const char *out = capture(emit_journal_stream);
+	/* Where no journald listens (this machine may have none), the setup
+	 * for the journal says so first, and that line is prefixed too. */
+	const char *gone = "<4>cannot reach the journal at /run/systemd/journal/socket: ";
+
+	if (strncmp(out, gone, strlen(gone)) == 0)
+		out = strchr(out, '\n') + 1;
+	CHECK_STR(out, "<4>prefixed\n");
 }
 
 static void emit_journal_gone(void)

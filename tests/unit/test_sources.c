@@ -189,8 +189,8 @@ static void test_children_rekey(void)
 				b = test_peer("192.0.2.200", 1234);
 
 	CHECK_INT(children_init(&t), 0);
-	CHECK_INT(children_add(&t, 10, (struct sockaddr *)&a, 0), 0);
-	CHECK_INT(children_add(&t, 11, (struct sockaddr *)&b, 0), 0);
+	CHECK_INT(children_add(&t, 10, (struct sockaddr *)&a, 0, 0), 0);
+	CHECK_INT(children_add(&t, 11, (struct sockaddr *)&b, 0, 0), 0);
 	CHECK_INT(children_source_count(&t, (struct sockaddr *)&a), 1);
 	CHECK_INT(children_set_prefixes(&t, 24, 64), 0);
 	CHECK_INT(children_source_count(&t, (struct sockaddr *)&a), 2);
