@@ -77,7 +77,10 @@ void master_stop_request(struct master *m, int sig)
 	/* Once nothing listens: STOPPING=1 tells a watcher the port is shut. */
 	notify_stopping();
 	m->ls_gen++;
-	snprintf(active, sizeof(active), "%zu", children_count(&m->kids));
+	/* Counted after the reports and exits already waiting: connections
+	 * that ended a moment ago are not "draining". */
+	master_reap(m);
+	snprintf(active, sizeof(active), "%zu", children_open(&m->kids));
 	const struct log_kv kv[] = {{"ACTIVE", active}};
 	log_struct(LOG_INFO, LOG_ID_STOPPING, kv, 1,
 		   "SIG%s received: stopped listening, draining %s connection(s)",

@@ -13,6 +13,10 @@ import harness as h
 HOST = "127.0.0.1"
 
 
+def rel_zombies(d):
+    return [p for p in h.children(d.pid) if (h.proc_stat(p) or ("gone",))[0] == "Z"]
+
+
 class MessagesTest(h.TestCase):
     def refusal(self, host, listen, deny):
         """The message of the refusal of one connection from host (a
@@ -66,6 +70,31 @@ class MessagesTest(h.TestCase):
         said = [e.message for e in d.entries(mark) if "received" in e.message]
         self.assertEqual(said[1:], ["SIGTERM received again: not waiting for the drain any longer",
                                     "SIGTERM received again: killing 1 worker(s) now"], said)
+
+    def test_the_drain_counts_only_open_connections(self):
+        port = h.free_port()
+        d = self.daemon(h.config_text(listen=[f"{HOST}:{port}"], server={"drain_timeout": "30s"}))
+        ended = [self.client(HOST, port) for _ in range(10)]
+        for s in ended:
+            self.assertEqual(h.echo(s, b"soon gone"), b"soon gone")
+        c = self.client(HOST, port)
+        self.assertEqual(h.echo(c, b"live"), b"live")
+        # With the master stopped, ten connections end and their workers
+        # exit unreaped; SIGTERM then comes before SIGCHLD is read.
+        os.kill(d.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: d.alive() and os.kill(d.pid, signal.SIGCONT))
+        for s in ended:
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(h.pump(s, until_eof=True), (b"", "eof"))
+        h.wait_until(lambda: len(rel_zombies(d)) == 10, what="ten exited workers")
+        mark = d.log_mark()
+        d.signal(signal.SIGTERM)
+        os.kill(d.pid, signal.SIGCONT)
+        e = d.wait_entry(lambda e: "draining" in e.message, since=mark, what="the drain")
+        self.assertEqual((e.message, e.fields["active"]),
+                         ("SIGTERM received: stopped listening, draining 1 connection(s)", "1"))
+        c.close()
+        self.assertEqual(d.wait_exit(timeout=10), 0)
 
     def test_a_connection_killed_by_sigquit_has_its_record(self):
         port = h.free_port()
