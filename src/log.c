@@ -184,6 +184,12 @@ static int log_journal(int prio, const char *msgid, const struct log_kv *kv, siz
 /* Appends s to the line, quoted when it holds spaces, quotes or nothing,
  * with control characters escaped so that bytes from the network or a
  * config file can never forge a second line. */
+/* Bytes written as \xNN wherever a message or a value is printed. */
+static bool log_is_control(unsigned char c)
+{
+	return c < 0x20 || c == 0x7f;
+}
+
 static size_t log_append_value(char *line, size_t used, size_t cap, const char *s, bool quote)
 {
 	bool need = quote && (*s == '\0' || strpbrk(s, " \"=\\") != NULL);
@@ -192,7 +198,7 @@ static size_t log_append_value(char *line, size_t used, size_t cap, const char *
 		line[used++] = '"';
 	for (; *s && used + 5 < cap; s++) {
 		unsigned char c = (unsigned char)*s;
-		if (c < 0x20 || c == 0x7f)
+		if (log_is_control(c))
 			used += (size_t)snprintf(line + used, cap - used, "\\x%02x", c);
 		else if (need && (c == '"' || c == '\\')) {
 			line[used++] = '\\';
@@ -209,7 +215,7 @@ int log_print_escaped(FILE *f, const char *s)
 {
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
-		if (c < 0x20 || c == 0x7f ? fprintf(f, "\\x%02x", c) < 0 : putc(c, f) == EOF)
+		if (log_is_control(c) ? fprintf(f, "\\x%02x", c) < 0 : putc(c, f) == EOF)
 			return -EIO;
 	}
 	return putc('\n', f) == EOF ? -EIO : 0;

@@ -336,16 +336,22 @@ static void master_accept_all(struct master *m, const struct listener *l)
 void master_accept_queued(struct master *m, const struct listen_set *keep)
 {
 	const struct listen_set *ls = &m->ls;
+	/* One entry per listener, in step with ls->v; poll skips those left
+	 * at -1 (kept, passed by systemd, or without a filter). */
 	struct pollfd *p = ls->activated ? NULL : calloc(ls->n, sizeof(*p));
-	size_t n = 0;
+	size_t waiting = 0;
 
 	for (size_t i = 0; i < ls->n; i++) {
+		if (p)
+			p[i] = (struct pollfd){.fd = -1, .events = POLLIN};
 		if (master_listener_in(keep, ls->v[i].fd))
 			continue;
 		int r = listen_retire(&ls->v[i], ls->activated);
 		master_accept_all(m, &ls->v[i]);
-		if (r == 0 && p)
-			p[n++] = (struct pollfd){.fd = ls->v[i].fd, .events = POLLIN};
+		if (r == 0 && p) {
+			p[i].fd = ls->v[i].fd;
+			waiting++;
+		}
 	}
 	/* Handshakes under way when the filters went on complete within a
 	 * round trip: wait that long, once for all the listeners (this holds
@@ -353,14 +359,12 @@ void master_accept_queued(struct master *m, const struct listen_set *keep)
 	 * times longer). Without memory for the poll set, no wait: a client
 	 * then caught in its handshake may be reset. */
 	uint64_t until = clock_usec() + MASTER_RETIRE_USEC;
-	for (uint64_t now = clock_usec(); n && now < until; now = clock_usec()) {
-		if (poll(p, n, (int)((until - now + 999) / 1000)) <= 0)
+	for (uint64_t now = clock_usec(); waiting && now < until; now = clock_usec()) {
+		if (poll(p, ls->n, (int)((until - now + 999) / 1000)) <= 0)
 			continue;
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < ls->n; i++)
 			if (p[i].revents & POLLIN)
-				for (size_t j = 0; j < ls->n; j++)
-					if (ls->v[j].fd == p[i].fd)
-						master_accept_all(m, &ls->v[j]);
+				master_accept_all(m, &ls->v[i]);
 	}
 	free(p);
 }

@@ -20,6 +20,13 @@ static void master_signal_all(struct master *m, int sig)
 	children_foreach(&m->kids, master_kill_one, &sig);
 }
 
+/* The last step: SIGKILL, which no worker can outlast. */
+static void master_kill_all(struct master *m)
+{
+	master_signal_all(m, SIGKILL);
+	m->phase = MASTER_KILL;
+}
+
 static int master_arm_timer(struct master *m, uint64_t usec)
 {
 	struct itimerspec its = {
@@ -45,8 +52,7 @@ static void master_terminate(struct master *m)
 	notify_extend_timeout(MASTER_KILL_GRACE_USEC + 1000000u);
 	if (master_arm_timer(m, MASTER_KILL_GRACE_USEC) < 0) {
 		log_err("cannot arm the kill timer: %s; killing workers now", strerror(errno));
-		master_signal_all(m, SIGKILL);
-		m->phase = MASTER_KILL;
+		master_kill_all(m);
 	}
 }
 
@@ -65,8 +71,7 @@ void master_stop_request(struct master *m, int sig)
 	if (m->phase != MASTER_RUN) {
 		log_notice("SIG%s received again: killing %zu worker(s) now", sigabbrev_np(sig),
 			   children_count(&m->kids));
-		master_signal_all(m, SIGKILL);
-		m->phase = MASTER_KILL;
+		master_kill_all(m);
 		return;
 	}
 	m->phase = MASTER_DRAIN;
@@ -111,8 +116,7 @@ void master_on_timer(struct master *m)
 		master_terminate(m);
 	} else if (m->phase == MASTER_TERM) {
 		log_warning("killing %zu worker(s) that did not finish", children_count(&m->kids));
-		master_signal_all(m, SIGKILL);
-		m->phase = MASTER_KILL;
+		master_kill_all(m);
 	}
 }
 
@@ -121,8 +125,8 @@ void master_quit(struct master *m)
 	log_notice("SIGQUIT received: killing %zu worker(s) and exiting now",
 		   children_count(&m->kids));
 	master_signal_all(m, SIGKILL);
-	/* SIGKILL cannot be caught, so these waits end promptly. */
-	/* The reports already sent count first: those connections ended. */
+	/* The reports already sent count first: those connections ended.
+	 * SIGKILL cannot be caught, so the waits below end promptly. */
 	master_on_reports(m);
 	while (children_count(&m->kids) > 0) {
 		int st;

@@ -136,8 +136,7 @@ static void master_record_killed(struct master *m, const struct child *c)
 
 	memset(&rep, 0, sizeof(rep));
 	rep.pid = c->pid;
-	memcpy(&rep.peer.ss, &c->peer, sizeof(c->peer));
-	rep.peer.len = c->peer.sa.sa_family == AF_INET ? sizeof(c->peer.in) : sizeof(c->peer.in6);
+	(void)addr_ip_from(&rep.peer, &c->peer.sa); /* the table holds IP peers only */
 	addr_scope_name(&c->peer.sa, rep.ifname);
 	rep.local_port = c->local_port;
 	rep.start_usec = c->start_usec;

@@ -25,6 +25,12 @@ class ReloadTest(h.TestCase):
     def conf(self, ports, **kw):
         return h.config_text(listen=[f"{HOST}:{p}" for p in ports], **kw)
 
+    def failed_reload(self, d):
+        """Reloads d and returns the entry that says the reload failed."""
+        mark = d.log_mark()
+        d.reload()
+        return d.wait_entry(reload_failed, since=mark, what="a reload-failed entry")
+
     def test_new_port_serves_old_refuses_live_connection_survives(self):
         a, b = h.free_port(), h.free_port()
         d = self.daemon(self.conf([a]))
@@ -127,8 +133,7 @@ class ReloadTest(h.TestCase):
         inode = h.listening_inode(a)
         mark = d.log_mark()
         d.write_config(self.conf([a, b, c]))
-        d.reload()
-        e = d.wait_entry(reload_failed, since=mark, what="a reload-failed entry")
+        e = self.failed_reload(d)
         self.assertIn(f"{HOST}:{c}", e.raw, "the failure should name the address that could not bind")
         self.assertTrue(d.alive())
         h.assert_served(self, HOST, a)
@@ -187,10 +192,8 @@ class ReloadTest(h.TestCase):
         self.addCleanup(other.close)
         other.bind(("127.0.0.2", port))
         other.listen(1)
-        mark = d.log_mark()
         d.write_config(h.config_text(listen=[f"0.0.0.0:{port}"]))
-        d.reload()
-        e = d.wait_entry(reload_failed, since=mark, what="a reload-failed entry")
+        e = self.failed_reload(d)
         self.assertIn(f"0.0.0.0:{port}", e.message)
         h.assert_served(self, HOST, port)
 
@@ -224,9 +227,7 @@ class ReloadTest(h.TestCase):
         d = self.daemon(self.conf([a]))
         text = "[limits]\nmax_connections = lots\n"
         path = d.write_dropin("70-bad.conf", text)
-        mark = d.log_mark()
-        d.reload()
-        e = d.wait_entry(reload_failed, since=mark, what="a reload-failed entry")
+        e = self.failed_reload(d)
         self.assertIn(f"{path}:2:", e.raw)
         h.assert_served(self, HOST, a)
 
