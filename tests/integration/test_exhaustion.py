@@ -11,6 +11,8 @@ import harness as h
 
 HOST = "127.0.0.1"
 TICK = os.sysconf("SC_CLK_TCK")
+# A system user on Debian and Fedora alike that the other tests leave alone.
+USER = "daemon"
 
 
 def cpu_seconds(pid):
@@ -63,14 +65,16 @@ class ExhaustionTest(h.TestCase):
 
     def test_fork_failure_refuses_then_recovers(self):
         port = h.free_port()
-        conf = h.config_text(listen=[f"{HOST}:{port}"], server={"user": "nobody"},
-                             limits={"max_connections_per_source": 0})
-        # RLIMIT_NPROC counts the processes of the real uid (nobody, after the
+        # RLIMIT_NPROC counts the processes of the real uid (USER, after the
         # switch): the master plus one worker fit, a second worker does not.
         # It is set before exec: a running process of another uid refuses
-        # prlimit here.
-        nobody = subprocess.run(["pgrep", "-c", "-u", "nobody"], capture_output=True, text=True)
-        limit = int(nobody.stdout.strip() or "0") + 2
+        # prlimit here. The user is one no other test runs echod as: the
+        # tests run in parallel, and a worker of another test's echod as
+        # nobody, forked after the count, once took the first worker's slot.
+        conf = h.config_text(listen=[f"{HOST}:{port}"], server={"user": USER},
+                             limits={"max_connections_per_source": 0})
+        running = subprocess.run(["pgrep", "-c", "-u", USER], capture_output=True, text=True)
+        limit = int(running.stdout.strip() or "0") + 2
         # After the switch the master cannot reach the test's NOTIFY_SOCKET
         # (a root-only directory): wait for its log instead.
         d = self.daemon(conf, start=False, notify=False, wrapper=["prlimit", f"--nproc={limit}:"])
