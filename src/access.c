@@ -170,26 +170,38 @@ bool access_cidr_match(const struct cidr *c, const struct sockaddr *sa)
 	return bytes && rule_match(c, family, bytes);
 }
 
-static bool list_match(const struct cidr *list, size_t n, int family, const uint8_t *bytes)
+/* The first rule of the list that matches, or NULL. */
+static const struct cidr *list_match(const struct cidr *list, size_t n, int family,
+				     const uint8_t *bytes)
 {
 	for (size_t i = 0; i < n; i++)
 		if (rule_match(&list[i], family, bytes))
-			return true;
-	return false;
+			return &list[i];
+	return NULL;
+}
+
+enum access_verdict access_check_rule(const struct access_rules *r, const struct sockaddr *sa,
+				      const struct cidr **rule)
+{
+	int family;
+	const uint8_t *bytes = peer_bytes(sa, &family);
+	const struct cidr *hit = NULL;
+	enum access_verdict v = ACCESS_OK;
+
+	if (!bytes)
+		v = r->n_allow ? ACCESS_NOT_ALLOWED : ACCESS_OK;
+	else if ((hit = list_match(r->deny, r->n_deny, family, bytes)))
+		v = ACCESS_DENIED;
+	else if (r->n_allow && !(hit = list_match(r->allow, r->n_allow, family, bytes)))
+		v = ACCESS_NOT_ALLOWED;
+	if (rule)
+		*rule = hit;
+	return v;
 }
 
 enum access_verdict access_check(const struct access_rules *r, const struct sockaddr *sa)
 {
-	int family;
-	const uint8_t *bytes = peer_bytes(sa, &family);
-
-	if (!bytes)
-		return r->n_allow ? ACCESS_NOT_ALLOWED : ACCESS_OK;
-	if (list_match(r->deny, r->n_deny, family, bytes))
-		return ACCESS_DENIED;
-	if (r->n_allow && !list_match(r->allow, r->n_allow, family, bytes))
-		return ACCESS_NOT_ALLOWED;
-	return ACCESS_OK;
+	return access_check_rule(r, sa, NULL);
 }
 
 /* One realloc per rule: lists are short and built once per config load,

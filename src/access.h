@@ -40,6 +40,13 @@ bool access_cidr_match(const struct cidr *c, const struct sockaddr *sa);
 /* Deny wins over allow; with no allow rules everything not denied is OK. */
 enum access_verdict access_check(const struct access_rules *r, const struct sockaddr *sa);
 
+/* The same, and the rule that decided in *rule: the deny rule that
+ * matched, the allow rule that let it in, or NULL (no rules, or allow
+ * rules of which none matched). For the debug log: the first match of a
+ * list, as the check itself stops there. */
+enum access_verdict access_check_rule(const struct access_rules *r, const struct sockaddr *sa,
+				      const struct cidr **rule);
+
 /* Appends a copy of *c to the list; returns 0 or -ENOMEM. */
 int access_list_add(struct cidr **list, size_t *n, const struct cidr *c);
 

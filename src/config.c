@@ -201,6 +201,19 @@ static int config_open(struct config_loader *ld, const char *path)
 	return 0;
 }
 
+/* Adds path to c->files. Returns 0 or -ENOMEM. */
+static int config_note_file(struct config_loader *ld, const char *path)
+{
+	char *files;
+
+	if (asprintf(&files, "%s%s%s", ld->c->files ? ld->c->files : "", ld->c->files ? ", " : "",
+		     path) < 0)
+		return config_fail_sys(ld, -ENOMEM, path);
+	free(ld->c->files);
+	ld->c->files = files;
+	return 0;
+}
+
 static int config_load_file(struct config_loader *ld, const char *path)
 {
 	int r;
@@ -226,6 +239,8 @@ static int config_load_file(struct config_loader *ld, const char *path)
 	}
 	if (r < 0)
 		return config_fail_sys(ld, -ENOMEM, path);
+	if (ld->rc == 0)
+		return config_note_file(ld, path);
 	return ld->rc;
 }
 
@@ -336,6 +351,7 @@ void config_free(struct config *c)
 {
 	free(c->listen);
 	free(c->user);
+	free(c->files);
 	access_rules_free(&c->access);
 	memset(c, 0, sizeof(*c));
 }

@@ -37,6 +37,8 @@ struct config {
 	int log_level; /* LOG_DEBUG .. LOG_ERR from syslog.h */
 	bool log_connections;
 	enum log_target log_target;
+	/* The files read, in order, comma-separated: for the debug log. */
+	char *files;
 };
 
 /* Largest config file read: the shipped one is under 4 KiB. A file of

@@ -142,11 +142,21 @@ static int listen_build(const struct listen_set *old, const struct config *cfg,
 				continue;
 			/* listen() on a listening socket only updates the backlog. */
 			if (listen(old->v[j].fd, (int)cfg->backlog) < 0)
-				log_warning("cannot change the backlog: %s", strerror(errno));
+				log_warning("cannot change the backlog of %s: %s; keeping the "
+					    "one it has",
+					    addr_format((const struct sockaddr *)&a->ss, name,
+							sizeof(name)) == 0
+						? name
+						: "?",
+					    strerror(errno));
 			r = listen_push(out, old->v[j].fd, a);
 			if (r < 0)
 				goto fail;
 			reused = true;
+			if (log_enabled(LOG_DEBUG)) {
+				addr_format((const struct sockaddr *)&a->ss, name, sizeof(name));
+				log_debug("keeping the socket listening on %s", name);
+			}
 		}
 		if (reused)
 			continue;
@@ -204,9 +214,9 @@ int listen_open(const struct config *cfg, struct listen_set *out, char *err, siz
 		if (r < 0)
 			listen_close(out);
 		else
-			log_notice("serving %d socket(s) passed by systemd; listen in the config "
+			log_notice("serving %d socket%s passed by systemd; listen in the config "
 				   "is ignored",
-				   n);
+				   n, log_s((unsigned)n));
 		return r;
 	}
 	return listen_build(NULL, cfg, out, err, errlen);

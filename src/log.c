@@ -115,7 +115,8 @@ void log_flush(void)
 	unsigned long long n = log_sink_flush();
 
 	if (n)
-		log_warning("%llu log entries dropped: the log's output was not taking them", n);
+		log_warning("%llu log entr%s dropped: the log's output was not taking %s", n,
+			    n == 1 ? "y" : "ies", n == 1 ? "it" : "them");
 }
 
 void log_forked(void)

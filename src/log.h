@@ -72,6 +72,12 @@ void log_struct(int prio, const char *msgid, const struct log_kv *kv, size_t n, 
 #define log_warning(...)   log_msg(LOG_WARNING, __VA_ARGS__)
 #define log_err(...)	   log_msg(LOG_ERR, __VA_ARGS__)
 
+/* "s" unless n is 1: messages write "1 worker", "2 workers". */
+static inline const char *log_s(unsigned long long n)
+{
+	return n == 1 ? "" : "s";
+}
+
 /* "debug", "info", "notice", "warning", "err" <-> LOG_*; -EINVAL if unknown. */
 /* Writes s and a newline to f, control characters as \xNN, as log lines
  * have them: a message quoting a config file or an argument (a key with

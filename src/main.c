@@ -189,6 +189,9 @@ int main(int argc, char **argv)
 	}
 
 	log_setup(cfg.log_target, o.debug ? LOG_DEBUG : cfg.log_level);
+	if (log_enabled(LOG_DEBUG))
+		log_struct(LOG_DEBUG, NULL, (const struct log_kv[]){{"CONFIG_FILES", cfg.files}}, 1,
+			   "configuration read from %s", cfg.files);
 	r = listen_open(&cfg, &ls, err, sizeof(err));
 	if (r < 0) {
 		log_err("%s", err);

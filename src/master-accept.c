@@ -2,6 +2,7 @@
  * forked worker per admitted connection. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 
 #include "access.h"
 #include "clock.h"
+#include "master-debug.h"
 #include "master-int.h"
 
 static const char *const master_reject_names[MASTER_REJECT_N] = {
@@ -62,8 +64,13 @@ static enum master_reject master_over_limits(const struct master *m, const struc
 static enum master_reject master_admit(struct master *m, const struct addr *peer, uint64_t now)
 {
 	const struct sockaddr *sa = (const struct sockaddr *)&peer->ss;
+	const bool debug = log_enabled(LOG_DEBUG);
+	const struct cidr *rule = NULL;
+	enum access_verdict v = access_check_rule(&m->cfg.access, sa, debug ? &rule : NULL);
 
-	switch (access_check(&m->cfg.access, sa)) {
+	if (debug)
+		master_debug_access(peer, &m->cfg.access, v, rule);
+	switch (v) {
 	case ACCESS_DENIED:
 		return MASTER_REJECT_DENIED;
 	case ACCESS_NOT_ALLOWED:
@@ -75,10 +82,14 @@ static enum master_reject master_admit(struct master *m, const struct addr *peer
 	 * from a busy server. Without memory for the source's state the
 	 * connection is let through: the rule protects, it must not refuse
 	 * everyone. */
-	if (m->cfg.rate_per_source &&
-	    sources_rate_take(
-		&m->kids.src, sa, now, m->cfg.rate_period_usec / m->cfg.rate_per_source,
-		m->cfg.burst_per_source ? m->cfg.burst_per_source : m->cfg.rate_per_source) == 0)
+	bool over_rate = m->cfg.rate_per_source &&
+			 sources_rate_take(&m->kids.src, sa, now,
+					   m->cfg.rate_period_usec / m->cfg.rate_per_source,
+					   m->cfg.burst_per_source ? m->cfg.burst_per_source
+								   : m->cfg.rate_per_source) == 0;
+	if (debug)
+		master_debug_source(m, peer, now);
+	if (over_rate)
 		return MASTER_REJECT_RATE;
 	/* A connection counts until its worker's report is read (sent before
 	 * the client can see the close), and a batch of accepts runs ahead of
@@ -99,7 +110,7 @@ static enum master_reject master_admit(struct master *m, const struct addr *peer
 static void master_refuse(struct master *m, int fd, const struct addr *peer,
 			  const struct listener *l, enum master_reject why)
 {
-	unsigned suppressed = 0, port = 0;
+	unsigned suppressed = 0;
 
 	close(fd);
 	m->rejected[why]++;
@@ -108,20 +119,18 @@ static void master_refuse(struct master *m, int fd, const struct addr *peer,
 	    !ratelimit_pass(&m->rl_reject[why], clock_usec(), &suppressed))
 		return;
 
-	char host[ADDR_STRLEN], name[ADDR_STRLEN], sport[8], slport[8], ssup[16];
-	addr_host_port((const struct sockaddr *)&peer->ss, host, sizeof(host), &port);
-	/* host:port, [v6]:port, as every other message writes a peer */
-	addr_format((const struct sockaddr *)&peer->ss, name, sizeof(name));
-	snprintf(sport, sizeof(sport), "%u", port);
+	struct master_peer p;
+	char slport[8], ssup[16];
+	master_peer_text((const struct sockaddr *)&peer->ss, &p);
 	snprintf(slport, sizeof(slport), "%u", addr_port((const struct sockaddr *)&l->addr.ss));
 	snprintf(ssup, sizeof(ssup), "%u", suppressed);
 	const struct log_kv kv[] = {
-	    {"REMOTE_ADDR", host},  {"REMOTE_PORT", sport},
-	    {"LOCAL_PORT", slport}, {"REJECT_REASON", master_reject_name(why)},
+	    {"REMOTE_ADDR", p.host}, {"REMOTE_PORT", p.port},
+	    {"LOCAL_PORT", slport},  {"REJECT_REASON", master_reject_name(why)},
 	    {"SUPPRESSED", ssup},
 	};
 	log_struct(LOG_NOTICE, LOG_ID_CONN_REJECTED, kv, suppressed ? 5 : 4,
-		   "refused connection from %s: %s%s", name, master_reject_name(why),
+		   "refused connection from %s: %s%s", p.name, master_reject_name(why),
 		   suppressed ? " (earlier refusals not logged, see SUPPRESSED)" : "");
 }
 
@@ -266,6 +275,8 @@ static void master_spawn(struct master *m, int fd, const struct addr *peer,
 	}
 	m->accepted++;
 	m->status_dirty = true;
+	if (log_enabled(LOG_DEBUG))
+		master_debug_forked(pid, peer);
 }
 
 bool master_accept(struct master *m, const struct listener *l)
@@ -303,6 +314,8 @@ bool master_accept(struct master *m, const struct listener *l)
 			return false;
 		}
 		addr_unmap(&peer);
+		if (log_enabled(LOG_DEBUG))
+			master_debug_accepted(&peer, l);
 		uint64_t now = clock_usec();
 		enum master_reject why = master_admit(m, &peer, now);
 		/* Only a failed fork earlier in this batch pauses accepting
@@ -315,6 +328,16 @@ bool master_accept(struct master *m, const struct listener *l)
 			master_spawn(m, fd, &peer, l);
 	}
 	return true;
+}
+
+/* Connections taken off the listeners so far, admitted or refused. */
+static uint64_t master_handled(const struct master *m)
+{
+	uint64_t n = m->accepted;
+
+	for (int i = 0; i < MASTER_REJECT_N; i++)
+		n += m->rejected[i];
+	return n;
 }
 
 static bool master_listener_in(const struct listen_set *s, int fd)
@@ -347,7 +370,10 @@ void master_accept_queued(struct master *m, const struct listen_set *keep)
 		if (master_listener_in(keep, ls->v[i].fd))
 			continue;
 		int r = listen_retire(&ls->v[i], ls->activated);
+		uint64_t before = master_handled(m);
 		master_accept_all(m, &ls->v[i]);
+		if (log_enabled(LOG_DEBUG))
+			master_debug_retired(&ls->v[i], master_handled(m) - before);
 		if (r == 0 && p) {
 			p[i].fd = ls->v[i].fd;
 			waiting++;
@@ -358,13 +384,20 @@ void master_accept_queued(struct master *m, const struct listen_set *keep)
 	 * up the loop: a thousand listeners must not make it a thousand
 	 * times longer). Without memory for the poll set, no wait: a client
 	 * then caught in its handshake may be reset. */
-	uint64_t until = clock_usec() + MASTER_RETIRE_USEC;
+	uint64_t until = clock_usec() + MASTER_RETIRE_USEC, before = master_handled(m);
 	for (uint64_t now = clock_usec(); waiting && now < until; now = clock_usec()) {
 		if (poll(p, ls->n, (int)((until - now + 999) / 1000)) <= 0)
 			continue;
 		for (size_t i = 0; i < ls->n; i++)
 			if (p[i].revents & POLLIN)
 				master_accept_all(m, &ls->v[i]);
+	}
+	if (waiting && log_enabled(LOG_DEBUG)) {
+		uint64_t late = master_handled(m) - before;
+		log_debug("%" PRIu64 " more connection%s completed %s handshake on closing "
+			  "listeners within %llums",
+			  late, late == 1 ? "" : "s", late == 1 ? "its" : "their",
+			  (unsigned long long)MASTER_RETIRE_USEC / 1000);
 	}
 	free(p);
 }

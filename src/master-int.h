@@ -1,6 +1,7 @@
 /* State shared by the master's files (master.c: loop, signals, reports;
  * master-accept.c: admission, fork, retiring listeners; master-reload.c:
- * reload and statistics; master-stop.c: drain, timer, SIGQUIT). Not a
+ * reload and statistics; master-stop.c: drain, timer, SIGQUIT;
+ * master-debug.c: debug entries). Not a
  * public interface. */
 #ifndef ECHOD_MASTER_INT_H
 #define ECHOD_MASTER_INT_H

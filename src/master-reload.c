@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "master-debug.h"
 #include "master-int.h"
 #include "notify.h"
 
@@ -13,31 +14,42 @@ void master_reload(struct master *m)
 	struct config nc;
 	struct listen_set nls;
 	unsigned n = ++m->reloads;
+	char sn[16];
 	int r;
 
+	snprintf(sn, sizeof(sn), "%u", n);
+	const struct log_kv kv[] = {{"RELOAD", sn}};
 	notify_reloading();
-	log_info("reloading configuration from %s (reload %u)", m->o->config_path, n);
+	log_struct(LOG_INFO, NULL, kv, 1, "reloading configuration from %s (reload %u)",
+		   m->o->config_path, n);
 	r = config_load(m->o->config_path, &nc, err, sizeof(err));
 	if (r == 0 && !m->ls.activated &&
 	    (r = config_need_listen(&nc, m->o->config_path, err, sizeof(err))) < 0)
 		config_free(&nc);
 	if (r == 0) {
+		master_debug_reload(n, "configuration read from %s", nc.files);
 		r = listen_reconcile(&m->ls, &nc, &nls, err, sizeof(err));
 		if (r < 0)
 			config_free(&nc);
 	}
 	/* The last step that can fail (memory): regrouping the live workers'
-	 * sources by the new prefixes. Rate state then starts afresh. */
+	 * sources by new prefixes. Rate state then starts afresh. */
+	const bool regroup = r == 0 && (nc.source_prefix_v4 != m->cfg.source_prefix_v4 ||
+					nc.source_prefix_v6 != m->cfg.source_prefix_v6);
 	if (r == 0 &&
 	    (r = children_set_prefixes(&m->kids, nc.source_prefix_v4, nc.source_prefix_v6)) < 0) {
 		snprintf(err, sizeof(err), "cannot regroup sources: %s", strerror(-r));
 		listen_abort(&nls, &m->ls);
 		config_free(&nc);
 	}
+	if (r == 0 && regroup)
+		master_debug_reload(
+		    n, "sources regrouped by /%u and /%u: rate allowances start afresh",
+		    nc.source_prefix_v4, nc.source_prefix_v6);
 	if (r < 0) {
 		snprintf(m->reload_status, sizeof(m->reload_status), "reload %u failed: %s", n,
 			 err);
-		log_struct(LOG_ERR, LOG_ID_RELOAD_FAILED, NULL, 0,
+		log_struct(LOG_ERR, LOG_ID_RELOAD_FAILED, kv, 1,
 			   "reload %u failed: %s; keeping the previous configuration", n, err);
 		master_status(m);
 		notify_ready();
@@ -57,8 +69,10 @@ void master_reload(struct master *m)
 	config_free(&m->cfg);
 	m->cfg = nc;
 	log_setup(m->cfg.log_target, m->o->debug ? LOG_DEBUG : m->cfg.log_level);
+	master_debug_reload(n, "new settings in force for new connections; %zu open keep theirs",
+			    children_open(&m->kids));
 	snprintf(m->reload_status, sizeof(m->reload_status), "reload %u ok", n);
-	log_struct(LOG_INFO, LOG_ID_RELOADED, NULL, 0, "reloaded configuration (reload %u)", n);
+	log_struct(LOG_INFO, LOG_ID_RELOADED, kv, 1, "reloaded configuration (reload %u)", n);
 	master_status(m);
 	notify_ready();
 }

@@ -46,7 +46,8 @@ static int master_arm_timer(struct master *m, uint64_t usec)
  * finish; each flushes what it owes and closes its write side. */
 static void master_terminate(struct master *m)
 {
-	log_notice("asking %zu worker(s) to finish (SIGTERM)", children_count(&m->kids));
+	log_notice("asking %zu worker%s to finish (SIGTERM)", children_count(&m->kids),
+		   log_s(children_count(&m->kids)));
 	m->phase = MASTER_TERM;
 	master_signal_all(m, SIGTERM);
 	notify_extend_timeout(MASTER_KILL_GRACE_USEC + 1000000u);
@@ -69,8 +70,8 @@ void master_stop_request(struct master *m, int sig)
 		return;
 	}
 	if (m->phase != MASTER_RUN) {
-		log_notice("SIG%s received again: killing %zu worker(s) now", sigabbrev_np(sig),
-			   children_count(&m->kids));
+		log_notice("SIG%s received again: killing %zu worker%s now", sigabbrev_np(sig),
+			   children_count(&m->kids), log_s(children_count(&m->kids)));
 		master_kill_all(m);
 		return;
 	}
@@ -88,8 +89,8 @@ void master_stop_request(struct master *m, int sig)
 	snprintf(active, sizeof(active), "%zu", children_open(&m->kids));
 	const struct log_kv kv[] = {{"ACTIVE", active}};
 	log_struct(LOG_INFO, LOG_ID_STOPPING, kv, 1,
-		   "SIG%s received: stopped listening, draining %s connection(s)",
-		   sigabbrev_np(sig), active);
+		   "SIG%s received: stopped listening, draining %s connection%s", sigabbrev_np(sig),
+		   active, log_s(children_open(&m->kids)));
 	master_status(m);
 	if (children_count(&m->kids) == 0)
 		return;
@@ -115,15 +116,16 @@ void master_on_timer(struct master *m)
 	if (m->phase == MASTER_DRAIN) {
 		master_terminate(m);
 	} else if (m->phase == MASTER_TERM) {
-		log_warning("killing %zu worker(s) that did not finish", children_count(&m->kids));
+		log_warning("killing %zu worker%s that did not finish", children_count(&m->kids),
+			    log_s(children_count(&m->kids)));
 		master_kill_all(m);
 	}
 }
 
 void master_quit(struct master *m)
 {
-	log_notice("SIGQUIT received: killing %zu worker(s) and exiting now",
-		   children_count(&m->kids));
+	log_notice("SIGQUIT received: killing %zu worker%s and exiting now",
+		   children_count(&m->kids), log_s(children_count(&m->kids)));
 	master_signal_all(m, SIGKILL);
 	/* The reports already sent count first: those connections ended.
 	 * SIGKILL cannot be caught, so the waits below end promptly. */

@@ -20,6 +20,7 @@
 #include "clock.h"
 #include "err.h"
 #include "log.h"
+#include "master-debug.h"
 #include "master-int.h"
 #include "notify.h"
 #include "sandbox.h"
@@ -151,31 +152,24 @@ void master_reaped(struct master *m, pid_t pid, int st)
 	if (children_remove(&m->kids, pid, &c) < 0)
 		return;
 	m->status_dirty = true;
+	if (log_enabled(LOG_DEBUG))
+		master_debug_reaped(&c, st, clock_usec());
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return;
 
-	char spid[16], sig[24], peer[ADDR_STRLEN], host[ADDR_STRLEN];
-	unsigned port = 0;
-	addr_format(&c.peer.sa, peer, sizeof(peer));
-	addr_host_port(&c.peer.sa, host, sizeof(host), &port);
+	char spid[16], how[24];
+	struct master_peer p;
+	const char *key = master_wait_text(st, how, sizeof(how));
+	master_peer_text(&c.peer.sa, &p);
 	snprintf(spid, sizeof(spid), "%ld", (long)pid);
-	if (WIFSIGNALED(st)) {
-		const char *abbrev = sigabbrev_np(WTERMSIG(st));
-		snprintf(sig, sizeof(sig), "SIG%s", abbrev ? abbrev : "?");
-	} else {
-		snprintf(sig, sizeof(sig), "exit %d", WEXITSTATUS(st));
-	}
-	char sport[8];
-	snprintf(sport, sizeof(sport), "%u", port);
 	const struct log_kv kv[] = {
 	    {"WORKER_PID", spid},
-	    {"SIGNAL", sig},
-	    {"REMOTE_ADDR", host},
-	    {"REMOTE_PORT", sport},
+	    {"REMOTE_ADDR", p.host},
+	    {"REMOTE_PORT", p.port},
+	    {key, how},
 	};
-	log_struct(LOG_WARNING, LOG_ID_WORKER_KILLED, kv, WIFSIGNALED(st) ? 4 : 1,
-		   "worker %ld for %s %s %s", (long)pid, peer,
-		   WIFSIGNALED(st) ? "killed by signal" : "failed with", sig);
+	log_struct(LOG_WARNING, LOG_ID_WORKER_KILLED, kv, 4, "worker %ld for %s %s %s", (long)pid,
+		   p.name, WIFSIGNALED(st) ? "killed by" : "exited with status", how);
 	if (WIFSIGNALED(st) && !c.closed)
 		master_record_killed(m, &c);
 }
@@ -270,7 +264,8 @@ static int master_loop(struct master *m)
 		if (m->quit || (m->phase != MASTER_RUN && children_count(&m->kids) == 0))
 			return 0;
 		if (master_pfd_reserve(m, m->ls.n + 4) < 0) {
-			log_err("out of memory in the event loop");
+			log_err("out of memory in the event loop; exiting (the workers finish as "
+				"in a drain)");
 			return EXIT_OSERR;
 		}
 		m->pfd[n++] = (struct pollfd){.fd = m->sfd, .events = POLLIN};
@@ -293,7 +288,8 @@ static int master_loop(struct master *m)
 
 		int r = poll(m->pfd, n, master_poll_timeout(m, now));
 		if (r < 0 && errno != EINTR) {
-			log_err("poll failed: %s", strerror(errno));
+			log_err("poll failed: %s; exiting (the workers finish as in a drain)",
+				strerror(errno));
 			return EXIT_OSERR;
 		}
 		/* One reading of the clock serves the whole wake-up: the handlers
@@ -396,8 +392,8 @@ int master_run(const struct master_opts *o, struct config *cfg, struct listen_se
 	r = master_loop(m);
 	/* Every worker sent its report before it exited: take the last ones. */
 	master_on_reports(m);
-	log_struct(LOG_INFO, LOG_ID_STOPPED, NULL, 0, "stopped after serving %llu connection(s)",
-		   (unsigned long long)m->accepted);
+	log_struct(LOG_INFO, LOG_ID_STOPPED, NULL, 0, "stopped after serving %llu connection%s",
+		   (unsigned long long)m->accepted, log_s(m->accepted));
 	/* What the output still does not take is lost: waiting for a reader
 	 * that may never come would turn a stop into a hang. */
 	log_flush();

@@ -2,9 +2,11 @@
  * table rebuilds itself before they pile up. */
 #include "sources.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -289,6 +291,39 @@ int sources_rate_take(struct sources *s, const struct sockaddr *sa, uint64_t now
 	if (e->tat == 0)
 		e->tat = 1;
 	return 1;
+}
+
+unsigned sources_rate_left(const struct sources *s, const struct sockaddr *sa, uint64_t now,
+			   uint64_t interval_usec, unsigned burst)
+{
+	struct sources_key k;
+	size_t i;
+	uint64_t ahead, room;
+
+	if (burst == 0)
+		burst = 1;
+	if (sources_key_of(s, sa, &k) < 0 || (i = sources_find(s, &k)) == SIZE_MAX ||
+	    s->tab[i].tat <= now || interval_usec == 0)
+		return burst;
+	/* What sources_rate_take admits: tat may run up to burst intervals
+	 * ahead of now, one interval per connection. */
+	ahead = s->tab[i].tat - now;
+	room = (uint64_t)burst * interval_usec;
+	return ahead >= room ? 0 : (unsigned)((room - ahead) / interval_usec);
+}
+
+int sources_format(const struct sources *s, const struct sockaddr *sa, char *buf, size_t len)
+{
+	struct sources_key k;
+	char host[INET6_ADDRSTRLEN];
+	int r = sources_key_of(s, sa, &k), w;
+
+	if (r < 0)
+		return r;
+	if (!inet_ntop(k.family, k.addr, host, sizeof(host)))
+		return -errno;
+	w = snprintf(buf, len, "%s/%u", host, k.family == AF_INET ? s->prefix4 : s->prefix6);
+	return w < 0 || (size_t)w >= len ? -ENOSPC : 0;
 }
 
 size_t sources_expire(struct sources *s, uint64_t now)

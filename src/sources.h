@@ -41,6 +41,16 @@ unsigned sources_count(const struct sources *s, const struct sockaddr *sa);
 int sources_rate_take(struct sources *s, const struct sockaddr *sa, uint64_t now,
 		      uint64_t interval_usec, unsigned burst);
 
+/* For the debug log, with the same interval and burst: how many
+ * connections the rate rule would admit from sa's source at now, at once
+ * (0..burst). Changes nothing. */
+unsigned sources_rate_left(const struct sources *s, const struct sockaddr *sa, uint64_t now,
+			   uint64_t interval_usec, unsigned burst);
+
+/* sa's source as the table groups it: "192.0.2.0/24", "2001:db8::/64".
+ * Returns 0, -EAFNOSUPPORT or -ENOSPC (ADDR_STRLEN is enough). */
+int sources_format(const struct sources *s, const struct sockaddr *sa, char *buf, size_t len);
+
 /* Forgets the sources that have no live worker and whose rate allowance is
  * whole again; the master calls it now and then, which bounds the table by
  * the sources seen lately. Returns how many were forgotten. */

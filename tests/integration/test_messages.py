@@ -69,7 +69,7 @@ class MessagesTest(h.TestCase):
         self.assertEqual(d.wait_exit(timeout=15), 0)
         said = [e.message for e in d.entries(mark) if "received" in e.message]
         self.assertEqual(said[1:], ["SIGTERM received again: not waiting for the drain any longer",
-                                    "SIGTERM received again: killing 1 worker(s) now"], said)
+                                    "SIGTERM received again: killing 1 worker now"], said)
 
     def test_the_drain_counts_only_open_connections(self):
         port = h.free_port()
@@ -92,7 +92,7 @@ class MessagesTest(h.TestCase):
         os.kill(d.pid, signal.SIGCONT)
         e = d.wait_entry(lambda e: "draining" in e.message, since=mark, what="the drain")
         self.assertEqual((e.message, e.fields["active"]),
-                         ("SIGTERM received: stopped listening, draining 1 connection(s)", "1"))
+                         ("SIGTERM received: stopped listening, draining 1 connection", "1"))
         c.close()
         self.assertEqual(d.wait_exit(timeout=10), 0)
 

@@ -241,6 +241,48 @@ static void test_check(void)
 	access_rules_free(&r); /* idempotent */
 }
 
+/* The rule reported is the one that decided, as the check saw it. */
+static void check_rule(const struct access_rules *r, const char *peer, enum access_verdict want,
+		       const char *rule)
+{
+	struct sockaddr_storage ss = test_peer(peer, 40000);
+	const struct cidr *hit = (const struct cidr *)&ss; /* must be overwritten */
+	char buf[50];
+
+	CHECK_INT(access_check_rule(r, (struct sockaddr *)&ss, &hit), want);
+	if (!rule) {
+		CHECK(hit == NULL);
+		return;
+	}
+	CHECK(hit != NULL);
+	if (hit) {
+		CHECK_INT(access_cidr_format(hit, buf, sizeof(buf)), 0);
+		CHECK_STR(buf, rule);
+	}
+}
+
+static void test_check_rule(void)
+{
+	struct access_rules r = {0};
+
+	check_rule(&r, "192.0.2.1", ACCESS_OK, NULL);
+	add(&r.deny, &r.n_deny, "192.0.2.0/25");
+	add(&r.deny, &r.n_deny, "192.0.2.0/24");
+	check_rule(&r, "192.0.2.1", ACCESS_DENIED, "192.0.2.0/25");   /* the first match */
+	check_rule(&r, "192.0.2.200", ACCESS_DENIED, "192.0.2.0/24"); /* the second */
+	check_rule(&r, "198.51.100.1", ACCESS_OK, NULL);	      /* no allow rules */
+	add(&r.allow, &r.n_allow, "198.51.100.0/24");
+	add(&r.allow, &r.n_allow, "::ffff:203.0.113.0/120");
+	check_rule(&r, "198.51.100.1", ACCESS_OK, "198.51.100.0/24");
+	check_rule(&r, "::ffff:203.0.113.9", ACCESS_OK, "203.0.113.0/24");
+	check_rule(&r, "203.0.114.1", ACCESS_NOT_ALLOWED, NULL);
+	check_rule(&r, "2001:db8::1", ACCESS_NOT_ALLOWED, NULL);
+	/* The rule pointer is optional. */
+	struct sockaddr_storage ss = test_peer("192.0.2.1", 1);
+	CHECK_INT(access_check_rule(&r, (struct sockaddr *)&ss, NULL), ACCESS_DENIED);
+	access_rules_free(&r);
+}
+
 static void test_list_add(void)
 {
 	struct cidr *list = NULL;
@@ -312,6 +354,7 @@ int main(void)
 	test_match_v6();
 	test_match_families();
 	test_check();
+	test_check_rule();
 	test_list_add();
 	test_format();
 	return check_done();

@@ -131,6 +131,64 @@ static void test_rate(void)
 	sources_free(&s);
 }
 
+static unsigned left(const struct sources *s, const char *ip, uint64_t now, uint64_t interval,
+		     unsigned burst)
+{
+	struct sockaddr_storage ss = test_peer(ip, 1234);
+
+	return sources_rate_left(s, (struct sockaddr *)&ss, now, interval, burst);
+}
+
+/* What the debug log says is left is exactly what take then admits. */
+static void test_rate_left(void)
+{
+	const uint64_t t0 = 1000 * SEC, iv = SEC / 10;
+	struct sources s;
+
+	CHECK_INT(sources_init(&s, 24, 64), 0);
+	CHECK_INT(left(&s, "192.0.2.1", t0, iv, 3), 3); /* never seen */
+	for (unsigned want = 2, i = 0; i < 3; i++, want--) {
+		CHECK_INT(take(&s, "192.0.2.1", t0, iv, 3), 1);
+		CHECK_INT(left(&s, "192.0.2.1", t0, iv, 3), want);
+		CHECK_INT(left(&s, "192.0.2.77", t0, iv, 3), want); /* same /24 */
+	}
+	CHECK_INT(take(&s, "192.0.2.1", t0, iv, 3), 0);
+	CHECK_INT(left(&s, "192.0.2.1", t0, iv, 3), 0);
+	CHECK_INT(left(&s, "192.0.2.1", t0 + iv - 1, iv, 3), 0);
+	CHECK_INT(left(&s, "192.0.2.1", t0 + iv, iv, 3), 1);
+	CHECK_INT(take(&s, "192.0.2.1", t0 + iv, iv, 3), 1);
+	CHECK_INT(take(&s, "192.0.2.1", t0 + iv, iv, 3), 0);
+	CHECK_INT(left(&s, "192.0.2.1", t0 + 100 * SEC, iv, 3), 3); /* whole, not more */
+	CHECK_INT(left(&s, "198.51.100.1", t0, iv, 0), 1);	    /* burst 0 is 1 */
+	sources_free(&s);
+}
+
+static void check_format(const struct sources *s, const char *ip, const char *want)
+{
+	struct sockaddr_storage ss = test_peer(ip, 1234);
+	char buf[80];
+
+	CHECK_INT(sources_format(s, (struct sockaddr *)&ss, buf, sizeof(buf)), 0);
+	CHECK_STR(buf, want);
+}
+
+static void test_format(void)
+{
+	struct sources s;
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	struct sockaddr_storage ss = test_peer("192.0.2.1", 1);
+	char buf[80];
+
+	CHECK_INT(sources_init(&s, 24, 64), 0);
+	check_format(&s, "192.0.2.77", "192.0.2.0/24");
+	check_format(&s, "::ffff:192.0.2.77", "192.0.2.0/24");
+	check_format(&s, "2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64");
+	CHECK_INT(sources_format(&s, (struct sockaddr *)&un, buf, sizeof(buf)), -EAFNOSUPPORT);
+	CHECK_INT(sources_format(&s, (struct sockaddr *)&ss, buf, 12), -ENOSPC); /* 13 bytes */
+	CHECK_INT(sources_format(&s, (struct sockaddr *)&ss, buf, 13), 0);
+	sources_free(&s);
+}
+
 /* A source is forgotten once it has no live worker and its allowance is
  * whole again; until then its rate state holds. */
 static void test_expire(void)
@@ -206,6 +264,8 @@ int main(void)
 	test_bad_prefixes();
 	test_prefixes();
 	test_rate();
+	test_rate_left();
+	test_format();
 	test_expire();
 	test_flood_and_shrink();
 	test_children_rekey();
