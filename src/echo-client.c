@@ -219,18 +219,21 @@ fail:
 	return r;
 }
 
-/* "HOST port N", with the address in parentheses when HOST was a name. */
+/* A peer as echod's log writes one, "192.0.2.1:7", "[::1]:7", with the
+ * name first when HOST was one: "localhost ([::1]:7)". */
 static void client_describe(const char *host, const struct addrinfo *ai, char *out, size_t size)
 {
 	char addr[NI_MAXHOST], serv[NI_MAXSERV];
+	const bool v6 = ai->ai_family == AF_INET6;
 
 	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof(addr), serv, sizeof(serv),
 			NI_NUMERICHOST | NI_NUMERICSERV) != 0)
 		snprintf(out, size, "%s", host);
 	else if (strcmp(addr, host) == 0)
-		snprintf(out, size, "%s port %s", addr, serv);
+		snprintf(out, size, "%s%s%s:%s", v6 ? "[" : "", addr, v6 ? "]" : "", serv);
 	else
-		snprintf(out, size, "%s (%s) port %s", host, addr, serv);
+		snprintf(out, size, "%s (%s%s%s:%s)", host, v6 ? "[" : "", addr, v6 ? "]" : "",
+			 serv);
 }
 
 /* Tries each address in the resolver's order; every failure gets its own
@@ -245,8 +248,9 @@ static int client_connect(const char *host, const char *port, int timeout_ms, ch
 	gai = getaddrinfo(host, port, &hints, &res);
 	if (gai != 0) {
 		fd = gai == EAI_AGAIN ? -EAGAIN : gai == EAI_SYSTEM ? err_last() : -ENOENT;
-		fprintf(stderr, "echo-client: resolve %s port %s: %s\n", host, port,
-			gai == EAI_SYSTEM ? strerror(-fd) : gai_strerror(gai));
+		const bool v6 = strchr(host, ':') != NULL;
+		fprintf(stderr, "echo-client: resolve %s%s%s:%s: %s\n", v6 ? "[" : "", host,
+			v6 ? "]" : "", port, gai == EAI_SYSTEM ? strerror(-fd) : gai_strerror(gai));
 		return fd;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {

@@ -279,9 +279,29 @@ class ConnectErrors(unittest.TestCase):
         self.assertEqual(res.returncode, 69)
         self.assertEqual(
             res.stderr,
-            f"echo-client: connect to 127.0.0.1 port {port}: Connection refused\n".encode(),
+            f"echo-client: connect to 127.0.0.1:{port}: Connection refused\n".encode(),
         )
         self.assertEqual(res.stdout, b"")
+
+    def test_peers_are_written_as_echod_writes_them(self):
+        # host:port, [v6]:port, and a name with the address it tried.
+        with socket.socket(socket.AF_INET6) as s6, socket.socket() as s4:
+            try:
+                s6.bind(("::1", 0))
+            except OSError:
+                self.skipTest("no IPv6 loopback")
+            port = s6.getsockname()[1]
+            try:
+                s4.bind(("127.0.0.1", port))
+            except OSError:
+                self.skipTest("the port is taken on IPv4")
+            res = run(["[::1]", str(port)], b"x\n")
+            self.assertEqual(res.stderr, f"echo-client: connect to [::1]:{port}: Connection refused\n".encode())
+            res = run(["localhost", str(port)], b"x\n")
+        lines = res.stderr.decode().splitlines()
+        self.assertTrue(lines, res)
+        for line in lines:
+            self.assertRegex(line, rf"^echo-client: connect to localhost \((127\.0\.0\.1|\[::1\]):{port}\): Connection refused$")
 
     def test_service_name(self):
         try:
@@ -291,13 +311,13 @@ class ConnectErrors(unittest.TestCase):
             pass
         res = run(["127.0.0.1", "echo"])
         self.assertEqual(res.returncode, 69)
-        self.assertIn(b"connect to 127.0.0.1 port 7: Connection refused", res.stderr)
+        self.assertIn(b"connect to 127.0.0.1:7: Connection refused", res.stderr)
 
     def test_name_not_found(self):
         res = run(["nosuchhost.invalid", "9"])
         # 75 only if the resolver itself is unreachable from this machine.
         self.assertIn(res.returncode, (69, 75))
-        self.assertIn(b"echo-client: resolve nosuchhost.invalid port 9: ", res.stderr)
+        self.assertIn(b"echo-client: resolve nosuchhost.invalid:9: ", res.stderr)
 
     def test_timeout(self):
         # backlog 0 and a full accept queue: the kernel drops further SYNs,
@@ -326,7 +346,7 @@ class ConnectErrors(unittest.TestCase):
         self.assertEqual(res.returncode, 75, res.stderr)
         self.assertEqual(
             res.stderr,
-            f"echo-client: connect to 127.0.0.1 port {port}: Connection timed out\n".encode(),
+            f"echo-client: connect to 127.0.0.1:{port}: Connection timed out\n".encode(),
         )
         self.assertGreater(elapsed, 0.9)
         self.assertLess(elapsed, 5)
@@ -359,7 +379,7 @@ class StreamErrors(unittest.TestCase):
         self.assertEqual(rc, 74)
         self.assertEqual(
             err,
-            f"echo-client: 127.0.0.1 port {srv.port} closed the connection "
+            f"echo-client: 127.0.0.1:{srv.port} closed the connection "
             "before the input ended\n".encode(),
         )
 
@@ -369,7 +389,7 @@ class StreamErrors(unittest.TestCase):
         self.assertEqual(rc, 74)
         self.assertEqual(
             err,
-            f"echo-client: receive from 127.0.0.1 port {srv.port}: "
+            f"echo-client: receive from 127.0.0.1:{srv.port}: "
             "Connection reset by peer\n".encode(),
         )
 
@@ -377,7 +397,7 @@ class StreamErrors(unittest.TestCase):
         with Server(handle_close_after(1000)) as srv:
             res = run(["127.0.0.1", str(srv.port)], os.urandom(4 * 1024 * 1024))
         self.assertEqual(res.returncode, 74)
-        self.assertIn(f"127.0.0.1 port {srv.port}".encode(), res.stderr)
+        self.assertIn(f"127.0.0.1:{srv.port}".encode(), res.stderr)
         self.assertEqual(res.stderr.count(b"\n"), 1)
 
     def test_short_echo(self):
@@ -388,7 +408,7 @@ class StreamErrors(unittest.TestCase):
         self.assertEqual(res.stdout, data[:500])
         self.assertEqual(
             res.stderr,
-            f"echo-client: 127.0.0.1 port {srv.port} closed the connection "
+            f"echo-client: 127.0.0.1:{srv.port} closed the connection "
             "after echoing 500 of 1000 bytes\n".encode(),
         )
 
