@@ -207,6 +207,7 @@ class Container:
         self._hostns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self._mounted = False
         self._log = None
+        self._last_err = ""
         self._libc = ctypes.CDLL(None, use_errno=True)
 
     def boot(self, files=()):
@@ -248,14 +249,35 @@ class Container:
             else:
                 time.sleep(0.1)
         self._netns = os.open(f"/proc/{self.pid1}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        # systemd needs a moment before it answers on its socket at all;
-        # --wait then waits for the boot to finish, not for the socket.
+        # systemd needs a moment before it answers on its socket at all:
+        # until then systemctl prints nothing (no socket yet) or "offline"
+        # (a socket nobody accepts on yet), and --wait gives up at once
+        # instead of waiting. So first wait for a state systemd itself
+        # reports, then let --wait wait for the boot to finish.
         deadline = time.monotonic() + 30
-        while not self.run(["systemctl", "is-system-running"], timeout=10).stdout.strip():
+        while self._state(timeout=10) in ("", "offline"):
             if time.monotonic() > deadline:
                 raise ContainerError("systemctl cannot reach systemd in the container after 30s")
             time.sleep(0.1)
-        return self.run(["systemctl", "is-system-running", "--wait"], timeout=120).stdout.strip()
+        deadline = time.monotonic() + 120
+        while True:
+            state = self._state(timeout=120, wait=True)
+            if state not in ("", "offline"):
+                return state
+            if time.monotonic() > deadline:
+                return f"{state or 'unreachable'} after 120s ({self._last_err})"
+            time.sleep(0.2)
+
+    def _state(self, timeout, wait=False):
+        """is-system-running's answer; raises if the container is gone, so
+        that a dead boot says why instead of answering nothing."""
+        r = self.run(["systemctl", "is-system-running", *(["--wait"] if wait else [])],
+                     timeout=timeout)
+        self._last_err = r.stderr.strip()
+        if self.nspawn.poll() is not None:
+            raise ContainerError(f"systemd-nspawn exited with {self.nspawn.returncode}: "
+                                 f"{(self.dir / 'nspawn.log').read_text()[-4000:]}")
+        return r.stdout.strip()
 
     def run(self, argv, timeout=60, input=None, host_net=False, env=None):
         """Runs argv in the container (a list, or a string for sh -c) and
