@@ -9,6 +9,18 @@ pkg_die() {
 	exit 1
 }
 
+# apt-get as root: itself when root, else through sudo (which asks on the
+# terminal, not on stdin), as tests/deps does; a user without sudo is told
+# what to run.
+pkg_apt() {
+	local as_root=()
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null || pkg_die "not root and no sudo: run as root: apt-get $*"
+		as_root=(sudo --)
+	fi
+	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@"
+}
+
 # Install the Debian packages named that are missing (a fresh machine has
 # none of the packaging tools).
 pkg_need() {
@@ -18,11 +30,9 @@ pkg_need() {
 			missing+=("$p")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
-	[ "$(id -u)" -eq 0 ] || pkg_die "missing ${missing[*]}: run as root to install them"
 	echo "installing: ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q
-	apt-get install -y -q --no-install-recommends "${missing[@]}"
+	pkg_apt update -q
+	pkg_apt install -y -q --no-install-recommends "${missing[@]}"
 }
 
 # The version that meson.build's project() declares: the packages must agree.

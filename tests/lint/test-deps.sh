@@ -1,7 +1,8 @@
 #!/bin/sh
-# tests/deps as root and as a user with and without sudo, and run-all.sh's
-# hand-over to sudo: dpkg-query, apt-get, sudo and id are stand-ins on PATH
-# that say what would have run, so nothing is installed for real.
+# tests/deps and packaging/common.sh's pkg_need as root and as a user with
+# and without sudo, and run-all.sh's hand-over to sudo: dpkg-query,
+# apt-get, sudo and id are stand-ins on PATH that say what would have run,
+# so nothing is installed for real.
 # usage: test-deps.sh TOP
 set -eu
 top=$1
@@ -71,6 +72,29 @@ check "a user without sudo is told what to install" "1: " "$(run 1000 meson "$no
 grep -q "not root and no sudo: install these as root: meson" "$tmp/out" ||
 	{ echo "not ok - the message names the packages: $(cat "$tmp/out")"; fails=$((fails + 1)); }
 check "a bad option is a usage error" "64: " "$(run 0 '' "$bin:/usr/bin:/bin" --bogus)"
+
+# packaging/build-deb and build-rpm install what they miss the same way
+# (packaging/common.sh's pkg_need): a user with sudo is not sent away.
+pkg() { # FAKE_UID, MISSING, PATH, packages...: "rc: log"
+	uid=$1 missing=$2 path=$3
+	shift 3
+	: >"$tmp/log"
+	rc=0
+	FAKE_UID=$uid MISSING=$missing LOG=$tmp/log PATH=$path \
+		bash -c '. "$0"/packaging/common.sh && pkg_need "$@"' "$top" "$@" >"$tmp/out" 2>&1 || rc=$?
+	echo "$rc: $(tr '\n' ';' <"$tmp/log")"
+}
+check "packaging: root installs with apt-get itself" \
+	"0: apt-get uid=0 update -q;apt-get uid=0 install -y -q --no-install-recommends lintian;" \
+	"$(pkg 0 lintian "$bin:/usr/bin:/bin" dpkg-dev lintian)"
+check "packaging: a user installs through sudo" \
+	"0: sudo -- env DEBIAN_FRONTEND=noninteractive apt-get update -q;apt-get uid=0 update -q;sudo -- env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends lintian;apt-get uid=0 install -y -q --no-install-recommends lintian;" \
+	"$(pkg 1000 lintian "$bin:/usr/bin:/bin" dpkg-dev lintian)"
+check "packaging: nothing missing, no apt-get" "0: " "$(pkg 1000 '' "$bin:/usr/bin:/bin" dpkg-dev)"
+for c in dirname; do ln -s "$(command -v $c)" "$nosudo/$c"; done
+check "packaging: a user without sudo is told what to run" "1: " "$(pkg 1000 lintian "$nosudo" lintian)"
+grep -q "not root and no sudo: run as root: apt-get update -q" "$tmp/out" ||
+	{ echo "not ok - the message says what to run: $(cat "$tmp/out")"; fails=$((fails + 1)); }
 
 # run-all.sh as a user hands itself to sudo, arguments and BUILD_DIR kept
 # (the stand-in sudo only records: it does not run the suite).
