@@ -171,8 +171,10 @@ static int client_check_port(const char *s)
 	char *end;
 	long port;
 
+	/* -ENOENT for a name the services database lacks: the admin then
+	 * needs the number, or netbase's /etc/services, not a syntax hint. */
 	if (*s < '0' || *s > '9')
-		return getservbyname(s, "tcp") ? 0 : -EINVAL;
+		return getservbyname(s, "tcp") ? 0 : -ENOENT;
 	errno = 0;
 	port = strtol(s, &end, 10);
 	if (errno != 0 || *end != '\0' || port < 1 || port > 65535)
@@ -441,7 +443,12 @@ int main(int argc, char **argv)
 	if (client_target(argc - optind, argv + optind, hostbuf, sizeof(hostbuf), &host, &port,
 			  &why) < 0)
 		return client_usage_error("invalid target '%s': %s", argv[optind], why);
-	if (client_check_port(port) < 0)
+	r = client_check_port(port);
+	if (r == -ENOENT)
+		return client_usage_error("unknown service '%s': not in /etc/services; give its "
+					  "port number",
+					  port);
+	if (r < 0)
 		return client_usage_error("invalid port '%s': a number 1-65535 or a service name",
 					  port);
 

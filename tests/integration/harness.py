@@ -448,8 +448,9 @@ class Daemon:
     in its own process group, with its log in a file and its own
     NOTIFY_SOCKET."""
 
-    def __init__(self, tmpdir, conf, *, args=(), wrapper=(), notify=True, env=None):
+    def __init__(self, tmpdir, conf, *, args=(), wrapper=(), notify=True, env=None, binary=None):
         self.dir = Path(tmpdir)
+        self.binary = binary or ECHOD
         self.conf_path = self.dir / "echod.conf"
         self.log_path = self.dir / "echod.log"
         self.out_path = self.dir / "echod.out"
@@ -477,14 +478,14 @@ class Daemon:
 
     # lifecycle ---------------------------------------------------------
     def start(self, wait_ready=True, timeout=TIMEOUT):
-        if not os.access(ECHOD, os.X_OK):
-            raise AssertionError(f"echod binary not found or not executable: {ECHOD} (set ECHOD)")
+        if not os.access(self.binary, os.X_OK):
+            raise AssertionError(f"echod binary not found or not executable: {self.binary} (set ECHOD)")
         env = {k: v for k, v in os.environ.items() if k not in _MANAGER_ENV}
         if self.want_notify:
             self.notify = NotifyReader(str(self.dir / "notify.sock"))
             env["NOTIFY_SOCKET"] = self.notify.path
         env.update(self.extra_env)
-        argv = self.wrapper + [ECHOD, "-c", str(self.conf_path)] + self.args
+        argv = self.wrapper + [self.binary, "-c", str(self.conf_path)] + self.args
         self._log_f = open(self.log_path, "wb")
         self._out_f = open(self.out_path, "wb")
         self.proc = subprocess.Popen(

@@ -443,6 +443,20 @@ class StreamErrors(unittest.TestCase):
 
 
 class Usage(unittest.TestCase):
+    def test_port_messages(self):
+        """A name the services database lacks is told apart from a bad number."""
+        cases = [
+            (["127.0.0.1", "no-such-service"], "unknown service 'no-such-service': not in /etc/services; give its port number"),
+            (["127.0.0.1:no-such-service"], "unknown service 'no-such-service': not in /etc/services; give its port number"),
+            (["127.0.0.1", "65536"], "invalid port '65536': a number 1-65535 or a service name"),
+            (["127.0.0.1", "12x"], "invalid port '12x': a number 1-65535 or a service name"),
+        ]
+        for args, msg in cases:
+            with self.subTest(args=args):
+                res = run(args)
+                self.assertEqual(res.returncode, 64, res.stderr)
+                self.assertEqual(res.stderr.decode().splitlines()[0], f"echo-client: {msg}")
+
     def test_bad_usage(self):
         with Server() as srv:
             port = str(srv.port)

@@ -5,8 +5,9 @@ connection may be lost, except those a fault targets."""
 
 import os
 import random
-import signal
 import select
+import shutil
+import signal
 import time
 
 import rel
@@ -190,8 +191,12 @@ class FaultsTest(rel.TestCase):
         self.port = h.free_port()
         conf = h.config_text(listen=[f"{HOST}:{self.port}"], limits={"max_connections_per_source": 0})
         wrapper = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "prlimit", f"--nproc={held + 1}:{held + 1}"]
+        # The build tree may be where that uid cannot go (a clone in
+        # /root): it runs a copy from the test's own directory.
+        binary = os.path.join(self.tmp, "echod")
+        shutil.copy(h.ECHOD, binary)
         # An unprivileged master cannot reach the test's NOTIFY_SOCKET: its log says when it is up.
-        d = self.daemon(conf, start=False, notify=False, wrapper=wrapper)
+        d = self.daemon(conf, start=False, notify=False, wrapper=wrapper, binary=binary)
         d.start(wait_ready=False)
         d.wait_log(r"started")
         with open(f"/proc/{d.pid}/status") as f:
