@@ -238,14 +238,21 @@ static void client_describe(const char *host, const struct addrinfo *ai, char *o
 			 serv);
 }
 
-/* Tries each address in the resolver's order; every failure gets its own
- * line, and the last one decides the caller's exit status. */
+/* At most this many failed addresses are written out one by one; a name
+ * with more says how many it left out. */
+#define CLIENT_FAILS_SHOWN 8
+
+/* Tries each address in the resolver's order. A failure is written only
+ * when no address answers, one line each (as ssh and curl, a refused ::1
+ * before a working 127.0.0.1 is not an error); the last one decides the
+ * caller's exit status. */
 static int client_connect(const char *host, const char *port, int timeout_ms, char *peer,
 			  size_t peer_size)
 {
 	const struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-	struct addrinfo *res, *ai;
-	int gai, fd = -ENOENT;
+	struct addrinfo *res, *ai, *failed[CLIENT_FAILS_SHOWN];
+	int gai, fd = -ENOENT, why[CLIENT_FAILS_SHOWN];
+	size_t nfailed = 0;
 
 	gai = getaddrinfo(host, port, &hints, &res);
 	if (gai != 0) {
@@ -256,11 +263,27 @@ static int client_connect(const char *host, const char *port, int timeout_ms, ch
 		return fd;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
-		client_describe(host, ai, peer, peer_size);
 		fd = client_connect_one(ai, timeout_ms);
 		if (fd >= 0)
 			break;
-		fprintf(stderr, "echo-client: connect to %s: %s\n", peer, strerror(-fd));
+		if (nfailed < CLIENT_FAILS_SHOWN) {
+			failed[nfailed] = ai;
+			why[nfailed] = fd;
+		}
+		nfailed++;
+	}
+	if (fd >= 0) {
+		client_describe(host, ai, peer, peer_size);
+	} else {
+		for (size_t i = 0; i < nfailed && i < CLIENT_FAILS_SHOWN; i++) {
+			client_describe(host, failed[i], peer, peer_size);
+			fprintf(stderr, "echo-client: connect to %s: %s\n", peer,
+				strerror(-why[i]));
+		}
+		if (nfailed > CLIENT_FAILS_SHOWN)
+			fprintf(stderr, "echo-client: and %zu more address%s of %s failed\n",
+				nfailed - CLIENT_FAILS_SHOWN,
+				nfailed - CLIENT_FAILS_SHOWN == 1 ? "" : "es", host);
 	}
 	freeaddrinfo(res);
 	return fd;

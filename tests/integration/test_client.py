@@ -12,6 +12,7 @@ import select
 import socket
 import struct
 import subprocess
+import tempfile
 import termios
 import threading
 import time
@@ -269,7 +270,54 @@ class FilterMode(unittest.TestCase):
         self.assertLess(usage.ru_utime + usage.ru_stime, 0.5)
 
 
+def run_with_hosts(hosts, args, data=b""):
+    """Runs echo-client in a mount namespace of its own where /etc/hosts is
+    `hosts`: a name with the addresses a test needs, in its order. Returns
+    (getent ahosts NAME's addresses, the CompletedProcess); skips where
+    that cannot be done."""
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("needs root for a mount namespace")
+    name = args[0]
+    with tempfile.NamedTemporaryFile("w", suffix=".hosts") as f:
+        f.write(hosts)
+        f.flush()
+        script = 'mount --bind "$1" /etc/hosts && getent ahosts "$2" >&2 && echo --- >&2 && shift 2 && exec "$@"'
+        res = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", f.name, name, CLIENT, *args],
+                             input=data, capture_output=True, timeout=TIMEOUT)
+    err = res.stderr.decode()
+    if "---\n" not in err:
+        raise unittest.SkipTest(f"no mount namespace with its own /etc/hosts here: {err.strip()}")
+    order, _, rest = err.partition("---\n")
+    addrs = []
+    for line in order.splitlines():
+        if line.split()[0] not in addrs:
+            addrs.append(line.split()[0])
+    res.stderr = rest.encode()
+    return addrs, res
+
+
 class ConnectErrors(unittest.TestCase):
+    def test_a_failed_address_before_one_that_answers_is_not_an_error(self):
+        if not has_ipv6_loopback():
+            self.skipTest("no ::1")
+        with Server() as srv, socket.socket(socket.AF_INET6) as v6:
+            v6.bind(("::1", srv.port))  # bound, not listening: ::1 refuses
+            addrs, res = run_with_hosts("::1 echod-two\n127.0.0.1 echod-two\n", ["echod-two", str(srv.port)], b"both\n")
+        self.assertEqual(addrs, ["::1", "127.0.0.1"], "the resolver must try ::1 first for this test")
+        self.assertEqual((res.returncode, res.stdout, res.stderr), (0, b"both\n", b""))
+
+    def test_every_address_failing_is_reported_each_then_counted(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            hosts = "".join(f"127.0.0.{i} echod-many\n" for i in range(2, 12))
+            addrs, res = run_with_hosts(hosts, ["echod-many", str(port)])
+        self.assertEqual(len(addrs), 10, addrs)
+        lines = res.stderr.decode().splitlines()
+        want = [f"echo-client: connect to echod-many ({a}:{port}): Connection refused" for a in addrs[:8]]
+        self.assertEqual(lines, want + ["echo-client: and 2 more addresses of echod-many failed"])
+        self.assertEqual(res.returncode, 69)
+
     def test_refused(self):
         # Bound but not listening: the port stays ours and refuses connections.
         with socket.socket() as s:
