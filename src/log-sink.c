@@ -34,6 +34,13 @@ static struct {
 	size_t head, tail; /* queued records are q[head..tail) */
 	size_t sent;	   /* bytes of the head record already written (streams) */
 	unsigned long long dropped;
+	/* Entries were dropped because the sink was busy, and the count is not
+	 * told yet: the loop waits for the sink to take entries even when the
+	 * queue is empty (a line of the master's own may have emptied it),
+	 * so the count is never held back until the next stall. Not set for a
+	 * sink that failed for good (EPIPE), which would poll ready forever. */
+	bool notice_due;
+	enum log_dest notice_dest;
 	char q[LOG_SINK_QUEUE];
 } log_sink = {.kind = LOG_SINK_FILE, .out_fd = STDERR_FILENO, .journal_fd = -1, .queueing = true};
 
@@ -148,6 +155,16 @@ static bool log_sink_push(enum log_dest d, const char *buf, size_t len, size_t d
 	return true;
 }
 
+/* An entry dropped because d was busy, not broken. */
+static void log_sink_drop_busy(enum log_dest d)
+{
+	log_sink.dropped++;
+	if (!log_sink.notice_due) {
+		log_sink.notice_due = true;
+		log_sink.notice_dest = d;
+	}
+}
+
 static bool log_sink_queued(void)
 {
 	return log_sink.head != log_sink.tail;
@@ -199,7 +216,7 @@ int log_sink_write(enum log_dest d, const char *buf, size_t len)
 	/* Behind what is queued, in order; unless the queue empties now. */
 	if (log_sink_queued() && !log_sink_drain()) {
 		if (!log_sink_push(d, buf, len, 0))
-			log_sink.dropped++;
+			log_sink_drop_busy(d);
 		errno = saved;
 		return 0;
 	}
@@ -212,7 +229,7 @@ int log_sink_write(enum log_dest d, const char *buf, size_t len)
 	    !(log_sink.queueing && log_sink_push(d, buf, len, (size_t)n))) {
 		/* A worker, or a full queue. A line cut short on a stream is
 		 * ended, so that the next one starts on its own line. */
-		log_sink.dropped++;
+		log_sink_drop_busy(d);
 		if (n > 0)
 			(void)log_sink_try(d, "\n", 1);
 	}
@@ -222,11 +239,12 @@ int log_sink_write(enum log_dest d, const char *buf, size_t len)
 
 int log_sink_poll_fd(void)
 {
-	struct log_sink_rec h;
+	struct log_sink_rec h = {.dest = (uint8_t)log_sink.notice_dest};
 
-	if (!log_sink_queued())
+	if (log_sink_queued())
+		memcpy(&h, log_sink.q + log_sink.head, sizeof(h));
+	else if (!log_sink.notice_due)
 		return -1;
-	memcpy(&h, log_sink.q + log_sink.head, sizeof(h));
 	if (h.dest == LOG_DEST_JOURNAL)
 		return log_sink.journal_fd >= 0 ? log_sink.journal_fd : log_sink.out_fd;
 	return log_sink.out_fd;
@@ -237,9 +255,10 @@ unsigned long long log_sink_flush(void)
 	int saved = errno;
 	unsigned long long n = 0;
 
-	if (log_sink_drain() && log_sink.dropped) {
+	if (log_sink_drain()) {
 		n = log_sink.dropped;
 		log_sink.dropped = 0;
+		log_sink.notice_due = false;
 	}
 	errno = saved;
 	return n;
@@ -249,5 +268,6 @@ void log_sink_forked(void)
 {
 	log_sink.head = log_sink.tail = log_sink.sent = 0;
 	log_sink.dropped = 0;
+	log_sink.notice_due = false;
 	log_sink.queueing = false;
 }

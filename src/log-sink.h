@@ -39,7 +39,8 @@ int log_sink_journal_open(void);
  * journal cannot be reached at all, so that the caller tries stderr. */
 int log_sink_write(enum log_dest d, const char *buf, size_t len);
 
-/* The descriptor to wait on for POLLOUT while entries are queued, else -1. */
+/* The descriptor to wait on for POLLOUT while entries are queued or a
+ * count of entries dropped on a busy sink is still to be told, else -1. */
 int log_sink_poll_fd(void);
 
 /* Sends what is queued, as far as the sink takes it. Returns how many

@@ -37,8 +37,9 @@ struct log_kv {
  * log-sink.h: writes never block). */
 void log_init(void);
 
-/* While entries are held back because the output is busy: the descriptor
- * to wait on for POLLOUT, then call log_flush. -1 when nothing is held. */
+/* While entries are held back because the output is busy, or the count of
+ * those dropped is not told yet: the descriptor to wait on for POLLOUT,
+ * then call log_flush. -1 when nothing is held. */
 int log_poll_fd(void);
 
 /* Writes what was held back, as far as the output takes it; once all is

@@ -2,7 +2,9 @@
  * limiter. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +201,75 @@ static void test_journal_native(void)
 	CHECK_INT(WEXITSTATUS(st), 0);
 }
 
+/* Reads what the pipe holds now, into out (truncated), never waiting. */
+static size_t drain_pipe(int fd, char *out, size_t cap)
+{
+	static char tmp[65536];
+	size_t used = 0;
+	ssize_t n;
+
+	while ((n = read(fd, tmp, sizeof(tmp))) > 0)
+		for (ssize_t i = 0; i < n && used + 1 < cap; i++)
+			out[used++] = tmp[i];
+	out[used] = '\0';
+	return used;
+}
+
+/* stderr a pipe nobody reads: entries queue, then drop. When the reader
+ * comes back and an entry of the master's own empties the queue (not the
+ * loop's flush), the count must still be told at the loop's next wake-up,
+ * not held back until the next stall. A pipe with no reader (EPIPE) is no
+ * reason to wake: that would spin. */
+static void sink_child(void)
+{
+	static char out[1 << 20];
+	int p[2], saved = dup(STDERR_FILENO);
+	struct pollfd pfd;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (saved < 0 || pipe2(p, O_NONBLOCK) < 0 || dup2(p[1], STDERR_FILENO) < 0)
+		exit(2);
+	log_init(); /* takes the pipe as the sink, through a description of its own */
+	dup2(saved, STDERR_FILENO);
+	close(p[1]);
+	log_setup(LOG_TARGET_STDERR, LOG_INFO);
+	for (int i = 0; i < 5000; i++)
+		log_info("filler entry %d, long enough to fill a pipe and the queue soon", i);
+	CHECK(log_poll_fd() >= 0);
+	/* The reader is back; only entries of the master's own empty the queue. */
+	for (int i = 0; i < 8; i++) {
+		drain_pipe(p[0], out, sizeof(out));
+		log_info("tick %d", i);
+	}
+	drain_pipe(p[0], out, sizeof(out));
+	CHECK(strstr(out, "tick 7\n") != NULL);
+	CHECK(strstr(out, "dropped") == NULL);
+	pfd = (struct pollfd){.fd = log_poll_fd(), .events = POLLOUT};
+	CHECK(pfd.fd >= 0);
+	CHECK_INT(pfd.fd >= 0 ? poll(&pfd, 1, 1000) : -1, 1);
+	log_flush();
+	drain_pipe(p[0], out, sizeof(out));
+	CHECK(strstr(out, " log entries dropped: the log's output was not taking them\n") != NULL);
+	CHECK_INT(log_poll_fd(), -1);
+	/* No reader at all: entries are lost, and nothing asks for a wake-up. */
+	close(p[0]);
+	for (int i = 0; i < 100; i++)
+		log_info("into a pipe nobody can read %d", i);
+	CHECK_INT(log_poll_fd(), -1);
+	exit(check_failures ? 1 : 0);
+}
+
+static void test_sink_drop_count(void)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0)
+		sink_child();
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st));
+	CHECK_INT(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
 	test_stderr_line();
@@ -207,5 +278,6 @@ int main(void)
 	test_levels();
 	test_ratelimit();
 	test_journal_native();
+	test_sink_drop_count();
 	return check_done();
 }
